@@ -1,0 +1,130 @@
+"""The ``intakeq-etl`` command line: a thin shell over the library.
+
+Each command lives in its own module and is loaded only when run, so ``--help`` is
+quick. Errors are mapped to exit codes in one place (``EtlGroup.invoke``):
+
+* 0 success; 1 an error with one clear message; 2 usage; 4 import finished with
+  failed/conflict rows; 75 daily budget used up (retry later); 130 Ctrl-C.
+* An unexpected exception (a bug) prints one line naming a log file that holds the
+  traceback; ``--debug`` prints the traceback instead.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EtlError
+from .context import AppContext
+
+# name -> (module, attribute, one-line help shown by `intakeq-etl --help`)
+COMMANDS = {
+    "export": ("etl.cli.export", "export", "Export all clients to CSV, Parquet or XLSX (full or incremental)."),
+    "import": ("etl.cli.import_", "import_", "Import a CSV/Parquet/XLSX file: diff, plan, then apply only what changed."),
+    "validate": ("etl.cli.validate", "validate", "Check a clients file against the schema, without any API call."),
+    "quota": ("etl.cli.quota", "quota", "Show the daily request budget: used, remaining, when the next frees up."),
+    "sandbox": ("etl.cli.sandbox", "sandbox", "Serve a local emulator of the IntakeQ Client API on 127.0.0.1."),
+}
+
+
+class EtlGroup(click.Group):
+    """Loads commands lazily and turns errors into one line and an exit code."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except EtlError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug: never show users a raw traceback
+            app = ctx.obj if isinstance(ctx.obj, AppContext) else None
+            if app is not None and app.debug:
+                raise
+            log = write_crash_log(exc, app)
+            click.echo(
+                f"error: unexpected {type(exc).__name__} (a bug in intakeq-etl); "
+                f"the details are in {log} (run with --debug to show them)",
+                err=True,
+            )
+            ctx.exit(EXIT_ERROR)
+
+
+def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:
+    state_dir = app.state_dir if app is not None else Path(os.environ.get("INTAKEQ_ETL_STATE_DIR") or ".")
+    log_dir = Path(state_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = log_dir / f"error-{stamp}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(exc))
+    for secret in app.secrets() if app is not None else ():
+        text = text.replace(secret, "***")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"intakeq-etl {__version__}\n{text}")
+    return path
+
+
+@click.group(cls=EtlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="intakeq-etl")
+@click.option("--api-key", envvar="INTAKEQ_API_KEY", show_envvar=True, default=None,
+              help="API key (prefer the environment variable: options show in `ps`).")
+@click.option("--base-url", envvar="INTAKEQ_BASE_URL", show_envvar=True, default=None,
+              help="API base URL  [default: https://intakeq.com/api/v1/]")
+@click.option("--max-per-minute", envvar="INTAKEQ_MAX_PER_MINUTE", show_envvar=True, type=int,
+              default=None, help="Requests a minute  [default: 10]")
+@click.option("--max-per-day", envvar="INTAKEQ_MAX_PER_DAY", show_envvar=True, type=int,
+              default=None, help="Requests in any 24 h; 0 means no daily budget  [default: 500]")
+@click.option("--state-dir", envvar="INTAKEQ_ETL_STATE_DIR", show_envvar=True, default=None,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Ledger, snapshots, logs  [default: the platform's user state dir]")
+@click.option("--sandbox", is_flag=True,
+              help="Run against the embedded sandbox (a local emulator; no account, no quota used).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.pass_context
+def cli(ctx, api_key, base_url, max_per_minute, max_per_day, state_dir, sandbox, debug):
+    """Quota-aware export and import of IntakeQ / PracticeQ clients.
+
+    Configure with INTAKEQ_API_KEY (and the other INTAKEQ_* variables), or try every
+    command without an account using --sandbox.
+    """
+    ctx.obj = AppContext(
+        overrides={"api_key": api_key, "base_url": base_url, "max_per_minute": max_per_minute,
+                   "max_per_day": max_per_day, "state_dir": state_dir},
+        use_sandbox=sandbox,
+        debug=debug,
+    )
+    ctx.call_on_close(ctx.obj.close)
+
+
+def main(argv=None):
+    """Console-script entry point."""
+    return cli.main(args=argv, prog_name="intakeq-etl")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""What every command shares: settings, the embedded sandbox, the API client."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Settings, default_state_dir
+
+
+class AppContext:
+    """Built by the top-level group; commands ask it for settings and a client.
+
+    With ``--sandbox`` the first call to :meth:`settings` starts the embedded sandbox
+    on a free 127.0.0.1 port (state kept in the state dir) and points the settings at it.
+    """
+
+    def __init__(self, overrides: dict, use_sandbox: bool = False, debug: bool = False):
+        self.overrides = {k: v for k, v in overrides.items() if v is not None}
+        self.use_sandbox = use_sandbox
+        self.debug = debug
+        self._settings: Settings | None = None
+        self._sandbox = None
+        self._client = None
+
+    @property
+    def state_dir(self) -> Path:
+        if self._settings is not None:
+            return self._settings.state_dir
+        import os
+
+        raw = self.overrides.get("state_dir") or os.environ.get("INTAKEQ_ETL_STATE_DIR")
+        return Path(raw).expanduser() if raw else default_state_dir()
+
+    def settings(self) -> Settings:
+        """Settings from options and environment (no API key needed)."""
+        if self._settings is None:
+            settings = Settings.from_env(**self.overrides)
+            if self.use_sandbox:
+                from ..sandbox import start_embedded
+
+                self._sandbox = start_embedded(settings.state_dir)
+                settings = settings.with_(base_url=self._sandbox.base_url,
+                                          api_key=self._sandbox.api_key)
+            self._settings = settings
+        return self._settings
+
+    def client(self, **kwargs):
+        """The API client for these settings (requires a key, or --sandbox)."""
+        if self._client is None:
+            from ..api import IntakeQClient
+
+            settings = self.settings()
+            settings.require_key()
+            self._client = IntakeQClient(settings, **kwargs)
+        return self._client
+
+    def secrets(self) -> list[str]:
+        key = (self._settings.api_key if self._settings else None) or self.overrides.get("api_key")
+        return [key] if key else []
+
+    def close(self) -> None:
+        if self._client is not None and hasattr(self._client, "close"):
+            self._client.close()
+        if self._sandbox is not None:
+            self._sandbox.stop()
+            self._sandbox = None

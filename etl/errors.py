@@ -1,0 +1,132 @@
+"""The one exception tree of intakeq-etl.
+
+Every problem a user can fix is an ``EtlError``; the CLI prints ``message`` on one
+line and exits with the error's ``exit_code``. Anything else is a bug: the CLI
+writes its traceback to a log file in the state dir and prints one line naming it.
+
+::
+
+    EtlError (exit 1)
+    ├── ConfigError              bad option or INTAKEQ_* variable, plain-http remote URL
+    ├── InputError               a file that cannot be read: encoding, ragged rows, empty,
+    │   │                        binary, unknown extension, no header
+    │   └── ValidationFailed     the file reads but breaks the schema (carries the problems)
+    ├── ApiError                 the API answered something we cannot use
+    │   ├── AuthError            401/403: "authentication failed: check INTAKEQ_API_KEY"
+    │   ├── ApiUnreachable       connection refused, DNS, timeouts after retries
+    │   ├── NotJsonError         HTML (or other non-JSON) where JSON was expected
+    │   ├── RequestRejected      a 4xx answer: final, carries the API's message
+    │   └── TransientApiError    5xx, timeout or lost connection on a write: effect uncertain
+    ├── BudgetExhausted (75)     daily budget used up (ours or the server's); says when it frees
+    ├── CheckpointMismatch       the input file or options changed since the checkpoint
+    └── Interrupted (130)        Ctrl-C: stopped cleanly after the request in flight
+
+Messages never contain the API key or client data (names, emails, values).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_ROWS_FAILED = 4
+EXIT_BUDGET = 75
+EXIT_INTERRUPTED = 130
+
+
+class EtlError(Exception):
+    """Base of every error a user can act on."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class ConfigError(EtlError):
+    """A bad option or environment variable."""
+
+
+class InputError(EtlError):
+    """An input file that cannot be read as a table."""
+
+
+class ValidationFailed(InputError):
+    """The file reads, but rows break the schema. ``problems`` lists them all."""
+
+    def __init__(self, message: str, problems=None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class ApiError(EtlError):
+    """The API answered something we cannot use."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(ApiError):
+    """401/403."""
+
+    def __init__(self, message: str = "authentication failed: check INTAKEQ_API_KEY",
+                 status: int | None = None):
+        super().__init__(message, status)
+
+
+class ApiUnreachable(ApiError):
+    """The server could not be reached (after retries, for reads)."""
+
+
+class NotJsonError(ApiError):
+    """A response that is not JSON, usually a wrong base URL."""
+
+
+class RequestRejected(ApiError):
+    """A 4xx answer (other than 401/403/429): the request was refused and will be again."""
+
+
+class TransientApiError(ApiError):
+    """5xx, timeout or lost connection. For a write, its effect is uncertain."""
+
+
+class BudgetExhausted(EtlError):
+    """The daily request budget is used up.
+
+    ``used`` and ``limit`` describe the rolling 24 h window; ``frees_at`` is the epoch
+    second when the next request may be sent (None when unknown).
+    """
+
+    exit_code = EXIT_BUDGET
+
+    def __init__(self, message: str | None = None, *, used: int | None = None,
+                 limit: int | None = None, frees_at: float | None = None):
+        self.used = used
+        self.limit = limit
+        self.frees_at = frees_at
+        if message is None:
+            message = f"daily request budget used up ({used} of {limit} in the last 24 h)"
+            if frees_at is not None:
+                message += f"; the next request frees up at {format_epoch(frees_at)}"
+        super().__init__(message)
+
+
+class CheckpointMismatch(EtlError):
+    """The checkpoint belongs to another input file or other options."""
+
+
+class Interrupted(EtlError):
+    """Ctrl-C: the run stopped after the request in flight."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def format_epoch(epoch: float) -> str:
+    """An epoch second as a readable UTC time, for messages."""
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
