@@ -1,0 +1,192 @@
+"""The IntakeQ Client API: endpoints and paging, on top of the lower layers.
+
+Layers, bottom up: :class:`~etl.api.session.ApiSession` (one HTTP exchange, status and
+JSON checks) → :class:`~etl.api.ledger.Ledger` (minute throttle and daily budget, shared
+by processes) → :class:`~etl.api.retry.RetryPolicy` (429, network errors, 5xx) → this
+client (endpoints, query parameters, paging).
+"""
+from __future__ import annotations
+
+import random
+import re
+from datetime import date, datetime
+from typing import Iterator
+
+import requests
+
+from ..clock import SystemClock
+from ..config import Settings
+from ..errors import ApiError, ConfigError
+from .ledger import Ledger
+from .retry import RetryPolicy
+from .session import ApiSession
+
+PAGE_SIZE = 100
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class IntakeQClient:
+    """A quota-aware client of one IntakeQ account.
+
+    Refuses bad settings (a plain-http remote URL, no key) before anything is sent.
+    ``requests_sent`` counts every attempt this object sent, retries included.
+    """
+
+    def __init__(self, settings: Settings, *, clock=None,
+                 session: requests.Session | None = None, rng: random.Random | None = None):
+        settings.check()
+        settings.require_key()
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.ledger = Ledger.for_settings(settings, clock=self.clock)
+        self.requests_sent = 0
+        self._session = ApiSession(settings, session)
+        self._retry = RetryPolicy(self.clock, base_url=self._session.base_url, rng=rng)
+
+    def __repr__(self) -> str:
+        return f"IntakeQClient({self._session.base_url!r}, account={self.settings.account_id})"
+
+    def __enter__(self) -> "IntakeQClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+        self.ledger.close()
+
+    # -- clients -----------------------------------------------------------------------
+
+    def iter_pages(self, *, include_profile: bool = True, search=None, date_created_start=None,
+                   date_created_end=None, date_updated_start=None, date_updated_end=None,
+                   custom: dict[str, str] | None = None, external_client_id=None,
+                   deleted_only: bool = False) -> Iterator[list[dict]]:
+        """GET clients page by page (100 a page) until a short page.
+
+        Sends exactly ceil(N/100) requests, plus one when N is a multiple of 100.
+        """
+        params = client_query(include_profile=include_profile, search=search,
+                              date_created_start=date_created_start,
+                              date_created_end=date_created_end,
+                              date_updated_start=date_updated_start,
+                              date_updated_end=date_updated_end, custom=custom,
+                              external_client_id=external_client_id, deleted_only=deleted_only)
+        previous = None
+        page_number = 1
+        while True:
+            page = self._get_list("clients", {**params, "page": str(page_number)})
+            if page and page == previous:
+                raise ApiError("the server returned the same page twice (it ignores the "
+                               "page parameter?); stopped to avoid an endless loop")
+            yield page
+            if len(page) < PAGE_SIZE:
+                return
+            previous = page
+            page_number += 1
+
+    def iter_clients(self, **filters) -> Iterator[dict]:
+        """Every client matching ``filters`` (the keyword arguments of :meth:`iter_pages`)."""
+        for page in self.iter_pages(**filters):
+            yield from page
+
+    def get_client(self, client_id: int) -> dict | None:
+        """The full profile of one client, or None if there is no such client."""
+        wanted = int(client_id)
+        found = self._get_list("clients", {"search": str(wanted), "includeProfile": "true"})
+        for record in found:
+            if _as_int(record.get("ClientId")) == wanted:
+                return record
+        return None
+
+    def save_client(self, record: dict) -> dict:
+        """POST the whole client (a save replaces every writable field); the saved profile."""
+        saved = self._request("POST", "clients", json_body=record)
+        if not isinstance(saved, dict):
+            raise ApiError("POST clients: expected the saved client as a JSON object")
+        return saved
+
+    def add_tag(self, client_id: int, tag: str) -> None:
+        self._request("POST", "clientTags", json_body={"ClientId": int(client_id), "Tag": tag},
+                      body_required=False)
+
+    def remove_tag(self, client_id: int, tag: str) -> None:
+        self._request("DELETE", "clientTags", params={"clientId": str(int(client_id)), "tag": tag},
+                      body_required=False)
+
+    def diagnoses(self, client_id: int) -> list[dict]:
+        return self._get_list(f"client/{int(client_id)}/diagnoses")
+
+    # -- quota -------------------------------------------------------------------------
+
+    def estimate_seconds(self, n_requests: int) -> float:
+        """Seconds ``n_requests`` more requests need at the minute limit (0 if they fit
+        in the free slots of the current window)."""
+        return self.ledger.estimate_seconds(n_requests)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _get_list(self, path: str, params: dict | None = None) -> list:
+        body = self._request("GET", path, params=params)
+        if not isinstance(body, list):
+            raise ApiError(f"GET {path}: expected a JSON list, got a JSON {type(body).__name__}")
+        return body
+
+    def _request(self, method: str, path: str, *, params: dict | None = None, json_body=None,
+                 body_required: bool = True):
+        def attempt() -> requests.Response:
+            return self._send_counted(method, path, params, json_body)
+
+        response = self._retry.run(method, path, attempt)
+        return self._session.decode(response, method, path, body_required=body_required)
+
+    def _send_counted(self, method, path, params, json_body) -> requests.Response:
+        """One attempt: reserve a ledger row (may wait or raise), send, record the arrival."""
+        row_id = self.ledger.reserve()
+        self.requests_sent += 1
+        try:
+            return self._session.send(method, path, params=params, json_body=json_body)
+        finally:
+            self.ledger.complete(row_id)
+
+
+def client_query(*, include_profile=True, search=None, date_created_start=None,
+                 date_created_end=None, date_updated_start=None, date_updated_end=None,
+                 custom=None, external_client_id=None, deleted_only=False) -> dict[str, str]:
+    """Query parameters of GET clients, named exactly as the API doc names them."""
+    params: dict[str, str] = {}
+    if search not in (None, ""):
+        params["search"] = str(search)
+    if include_profile:
+        params["includeProfile"] = "true"
+    for name, value in (("dateCreatedStart", date_created_start),
+                        ("dateCreatedEnd", date_created_end),
+                        ("dateUpdatedStart", date_updated_start),
+                        ("dateUpdatedEnd", date_updated_end)):
+        if value is not None:
+            params[name] = api_date(value, name)
+    for field_id, value in (custom or {}).items():
+        params[f"custom.{field_id}"] = str(value)
+    if external_client_id not in (None, ""):
+        params["externalClientId"] = str(external_client_id)
+    if deleted_only:
+        params["deletedOnly"] = "true"
+    return params
+
+
+def api_date(value, name: str = "date") -> str:
+    """A date filter as the API wants it: 'yyyy-MM-dd'."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+        return value.strip()
+    raise ConfigError(f"{name} must be a date or a 'yyyy-MM-dd' string, not {value!r}")
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
