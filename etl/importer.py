@@ -1,0 +1,362 @@
+"""The import pipeline: read → validate → base → edits → live → plan → apply → results.
+
+The CLI (``etl/cli/import_.py``) is a thin shell over :func:`prepare` and :func:`apply`;
+a notebook can call them the same way. Nothing is sent before the file has been read
+and validated; a dry run sends reads only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import applied
+from . import diff as D
+from .checkpoint import Checkpoint, RowState
+from .errors import ConfigError, ValidationFailed
+from .reports import RowResult
+
+PAGE = 100
+
+
+@dataclass
+class ImportOptions:
+    tags: str = D.TAGS_MERGE
+    blank: str = D.BLANK_KEEP
+    prefer_file: bool = False
+    skip_invalid: bool = False
+    base: str | None = None          # export dir or export id
+    timezone: str = "UTC"
+    format: str | None = None
+    encoding: str | None = None
+    date_format: str | None = None
+    formula_guard: bool = True
+
+    def diff_options(self) -> D.Options:
+        return D.Options(blank=self.blank, tags=self.tags, prefer_file=self.prefer_file,
+                         tz=self.timezone)
+
+    def identity_fields(self) -> dict:
+        """Options that change how the file reads: with the file's bytes, the checkpoint's identity.
+
+        Merge options (--tags, --blank, --prefer) are left out on purpose: every run plans
+        afresh against live, so rows already done stay done and the rest follow the new
+        options (re-running with --prefer file after conflicts just works).
+        """
+        return {"skip_invalid": self.skip_invalid, "timezone": self.timezone, "format": self.format,
+                "encoding": self.encoding, "date_format": self.date_format,
+                "formula_guard": self.formula_guard}
+
+
+@dataclass
+class Paths:
+    """Where an import writes; by default next to the input file."""
+
+    checkpoint: Path
+    results: Path
+    plan: Path
+    report: Path
+    rejects: Path
+
+    @classmethod
+    def beside(cls, source: Path, checkpoint=None, results=None, plan=None, report=None, rejects=None):
+        stem = source.parent / source.stem
+        return cls(checkpoint=Path(checkpoint or f"{stem}.checkpoint.sqlite"),
+                   results=Path(results or f"{stem}.results.csv"),
+                   plan=Path(plan or f"{stem}.plan.csv"),
+                   report=Path(report or f"{stem}.report.csv"),
+                   rejects=Path(rejects or f"{stem}.rejects.csv"))
+
+
+@dataclass
+class Base:
+    frame: pd.DataFrame | None
+    export_id: str | None
+    how: str                           # said to the user
+    watermark: datetime | None = None
+
+
+@dataclass
+class Prepared:
+    source: Path
+    identity: str
+    plans: list[D.RowPlan]
+    results: dict[int, RowResult]      # rows already settled: done in the checkpoint, invalid, conflicts
+    base: Base
+    strategy: str
+    reads: int
+    warnings: list[str] = field(default_factory=list)
+    known_by_row: dict[int, set[int]] = field(default_factory=dict)
+    n_rows: int = 0
+
+    @property
+    def todo(self) -> list[D.RowPlan]:
+        return [p for p in self.plans if p.writes and p.row not in self.results]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.plans:
+            if p.row not in self.results:
+                out[p.action] = out.get(p.action, 0) + 1
+        for r in self.results.values():
+            key = r.status if r.status != "pending" else "pending"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
+    """Read the file through the codec and validate it. Raises ValidationFailed (nothing sent)."""
+    from .codec import read_table
+    from schemas.clients import validate_clients
+
+    table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
+                       formula_guard=opts.formula_guard, tz=opts.timezone)
+    problems = list(table.problems) + list(validate_clients(table.frame))
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = [p for p in problems if p.severity != "error"]
+    frame = table.frame
+    rejected: dict[int, list[str]] = {}
+    if errors:
+        from .cli.validate import write_report  # the validate command's report format
+
+        write_report(problems, paths.report)
+        if not opts.skip_invalid:
+            raise ValidationFailed(
+                f"{source}: {len(errors)} validation error(s); nothing was sent. "
+                f"Full report: {paths.report}. First: {_describe(errors[0])}", errors)
+        bad_rows = {p.row for p in errors if p.row is not None}
+        if any(p.row is None for p in errors):
+            raise ValidationFailed(f"{source}: {_describe(next(p for p in errors if p.row is None))}; "
+                                   "nothing was sent", errors)
+        for p in errors:
+            rejected.setdefault(p.row, []).append(f"{p.column}: {p.message}" if p.column else p.message)
+        keep = [i for i in frame.index if int(i) + 2 not in bad_rows]
+        rejects = frame.drop(index=keep)
+        from .reports import write_rejects
+
+        write_rejects(paths.rejects, rejects, rejected)
+        frame = frame.loc[keep]
+    return table, frame, warnings, rejected
+
+
+def _describe(p) -> str:
+    where = ", ".join(x for x in (f"row {p.row}" if p.row else "", f"column {p.column}" if p.column else "") if x)
+    return f"{where}: {p.message}" if where else p.message
+
+
+def plan_identity(source: Path, opts: ImportOptions) -> str:
+    digest = hashlib.sha256()
+    with open(source, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(json.dumps(opts.identity_fields(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- base
+
+
+def find_base(source: Path, opts: ImportOptions, settings) -> Base:
+    """The export this file came from: its manifest, --base, or the newest snapshot."""
+    from .snapshots import SnapshotStore
+
+    store = SnapshotStore(settings)
+    wanted, how = None, ""
+    if opts.base:
+        candidate = Path(opts.base)
+        if candidate.is_dir():
+            wanted, how = _manifest_export_id(candidate / "manifest.json"), f"--base {opts.base}"
+            if wanted is None:
+                raise ConfigError(f"--base {opts.base}: no manifest.json with an export id there")
+        else:
+            wanted, how = opts.base, f"--base {opts.base}"
+    else:
+        wanted = _manifest_export_id(source.parent / "manifest.json")
+        how = "the manifest beside the file"
+    if wanted is not None:
+        loaded = store.load(wanted) if store.exists(wanted) else None
+        if loaded is not None:
+            frame, meta = loaded
+            frame = applied.overlay(settings.account_dir, wanted, frame)
+            return Base(frame, wanted, f"base: export {wanted} (from {how})", _watermark(meta))
+        if opts.base:
+            raise ConfigError(f"--base {opts.base}: no snapshot of export {wanted} in the state dir")
+    newest = store.newest()
+    if newest is not None:
+        export_id, _ = newest
+        frame, meta = store.load(export_id)
+        frame = applied.overlay(settings.account_dir, export_id, frame)
+        note = f" (the snapshot of export {wanted} is gone)" if wanted else ""
+        return Base(frame, export_id, f"base: export {export_id}, the account's newest snapshot{note}",
+                    _watermark(meta))
+    return Base(None, None, "no base: comparing with live only (two-way); IntakeQ edits made since "
+                            "the file was produced would be overwritten for the columns it carries")
+
+
+def _manifest_export_id(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("export_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _watermark(meta: dict) -> datetime | None:
+    raw = (meta or {}).get("watermark") or (meta or {}).get("started")
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- live
+
+
+@dataclass
+class Live:
+    records: dict[int, dict]
+    universe: list[dict]               # live clients known for matching new rows
+    strategy: str
+
+
+def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live:
+    """Live data at the lowest cost, for the rows that need it.
+
+    With a base: per-client look-ups when they cost no more than a full pull, plus one
+    query for clients created since the base (to match new rows); else a full pull.
+    Without a base: a full pull.
+    """
+    need = [e for e in edits if e.needs_live]
+    ids = sorted({e.client_id for e in need if e.client_id is not None} | set(extra_ids))
+    has_new = any(e.client_id is None for e in need)
+    if not need and not ids:
+        return Live({}, [], "no live data needed")
+    if base.frame is not None:
+        full_cost = len(base.frame) // PAGE + 1
+        if len(ids) <= full_cost:
+            records = {}
+            for cid in ids:
+                found = client.get_client(cid)
+                if found is not None:
+                    records[int(found["ClientId"])] = found
+            universe = list(records.values())
+            how = f"{len(ids)} per-client look-up(s)"
+            if has_new:
+                since = (base.watermark or datetime.now(timezone.utc)).date() - timedelta(days=1)
+                created = list(client.iter_clients(date_created_start=since))
+                universe += created
+                how += f" + clients created since {since.isoformat()}"
+            return Live(records, universe, how)
+    everyone = list(client.iter_clients())
+    records = {int(r["ClientId"]): r for r in everyone}
+    why = "many rows changed" if base.frame is not None else "no base"
+    return Live(records, everyone, f"full pull of all clients ({why})")
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
+            checkpoint: Checkpoint | None, echo: Callable[[str], None] = print) -> Prepared:
+    """Everything up to the plan: reads only (no write is sent)."""
+    source = Path(source)
+    table, frame, warnings, rejected = read_and_validate(source, opts, paths)
+    for w in warnings:
+        echo(f"warning: {_describe(w)}")
+    identity = plan_identity(source, opts)
+    base = find_base(source, opts, settings)
+    echo(base.how)
+
+    settled: dict[int, RowResult] = {}
+    for row, reasons in rejected.items():
+        settled[row] = RowResult(row, None, "skipped", (), "invalid: " + "; ".join(reasons))
+    states = checkpoint.all() if checkpoint is not None else {}
+    frame = frame.copy()
+    reads_before = client.requests_sent
+    adopted = _resume_creates(client, frame, states, checkpoint)
+    for row, st in states.items():
+        if st.final:
+            settled[row] = RowResult(row, st.client_id, st.status, st.fields, st.error or "")
+    planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
+
+    edits = D.find_edits(planning, base.frame, opts.diff_options())
+    live = fetch_live(client, edits, base)
+    plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe)
+    known_by_row = {p.row: _known_ids(p, live.universe, base) for p in plans if p.action == D.CREATE}
+    for p in plans:
+        if p.action in (D.CONFLICT, D.FAILED, D.UNCHANGED):
+            settled.setdefault(p.row, RowResult(p.row, p.client_id, "conflict" if p.action == D.CONFLICT
+                                                else p.action, (), p.message))
+    prepared = Prepared(source, identity, plans, settled, base, live.strategy,
+                        client.requests_sent - reads_before, [_describe(w) for w in warnings],
+                        known_by_row, n_rows=len(table.frame))
+    return prepared
+
+
+def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], checkpoint) -> int:
+    """Give rows whose create already happened their ClientId; find creates whose answer was lost."""
+    from .load import find_created
+
+    if "ClientId" not in frame.columns or not states:
+        return 0
+    adopted = 0
+    for index in frame.index:
+        row = int(index) + 2
+        st = states.get(row)
+        if st is None or not pd.isna(frame.at[index, "ClientId"]):
+            continue
+        client_id = st.client_id
+        if client_id is None and st.status == "inflight" and st.op == "create":
+            first = _fold(frame.at[index, "FirstName"]) if "FirstName" in frame.columns else ""
+            last = _fold(frame.at[index, "LastName"]) if "LastName" in frame.columns else ""
+            client_id = find_created(client, (first, last), set(st.known_ids))
+            if client_id is not None:
+                checkpoint.set_client(row, client_id)
+        if client_id is not None:
+            frame.at[index, "ClientId"] = client_id
+            adopted += 1
+    return adopted
+
+
+def _known_ids(plan: D.RowPlan, universe: list[dict], base: Base) -> set[int]:
+    first, last = plan.name_key or ("", "")
+    known = {int(r["ClientId"]) for r in universe
+             if _fold(r.get("FirstName")) == first and _fold(r.get("LastName")) == last}
+    if base.frame is not None and {"FirstName", "LastName"} <= set(base.frame.columns):
+        f = base.frame
+        same = (f["FirstName"].astype("string").str.strip().str.casefold() == first) & \
+               (f["LastName"].astype("string").str.strip().str.casefold() == last)
+        known |= {int(c) for c in f.loc[same.fillna(False), "ClientId"].dropna()}
+    return known
+
+
+def _fold(v) -> str:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    return str(v).strip().casefold()
+
+
+def estimate(prepared: Prepared, client, settings) -> dict:
+    """The request estimate: reads so far, writes to send, time and days they need."""
+    todo = prepared.todo
+    saves = sum(1 for p in todo if p.body is not None)
+    tags = sum(len(p.tag_adds) + len(p.tag_removes) for p in todo)
+    writes = saves + tags
+    usage = client.ledger.usage()
+    remaining = usage.remaining
+    return {
+        "reads": prepared.reads, "saves": saves, "tag_calls": tags, "writes": writes,
+        "seconds": client.estimate_seconds(writes),
+        "remaining_today": remaining,
+        "days": D.days_needed(writes, remaining, settings.max_per_day),
+    }

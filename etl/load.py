@@ -1,0 +1,191 @@
+"""Apply a Plan through the API client, one journalled operation at a time.
+
+For each row: mark the operation in flight in the checkpoint (committed), send it,
+record the answer (committed). A save always sends the live full profile with the
+changed fields merged in (``RowPlan.body``); tag calls follow the save.
+
+Failures:
+
+* a 4xx answer (``RequestRejected``) is final for the row: recorded with the API's
+  message; the run goes on;
+* a transient failure (5xx, timeout, lost connection: ``TransientApiError``) leaves the
+  effect uncertain, so the operation is verified against live and sent again only if
+  it did not land (a few times; a re-run always retries the row);
+* ``BudgetExhausted`` stops the run cleanly (or, with ``wait``, sleeps until the budget
+  frees and goes on); a stop request (Ctrl-C) stops after the request in flight.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .checkpoint import Checkpoint
+from .clock import SystemClock
+from .diff import CREATE, Change, RowPlan, merged_body, normalized
+from .errors import BudgetExhausted, Interrupted, RequestRejected, TransientApiError
+from .reports import RowResult
+
+TRANSIENT_TRIES = 3
+NOT_FOUND_TRIES = 4          # "Client not found" right after a create: propagation lag
+NOT_FOUND_PAUSE = 2.0
+
+
+@dataclass
+class ApplyOutcome:
+    results: dict[int, RowResult] = field(default_factory=dict)
+    stopped_by: Exception | None = None      # BudgetExhausted or Interrupted
+    writes_sent: int = 0
+
+
+class _RowFailed(Exception):
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str = "UTC",
+               wait: bool = False, clock=None, should_stop: Callable[[], bool] = lambda: False,
+               on_row: Callable[[RowPlan], None] = lambda plan: None,
+               known_ids: Callable[[RowPlan], set[int]] = lambda plan: set(),
+               on_saved: Callable[[RowPlan], None] = lambda plan: None) -> ApplyOutcome:
+    """Send every row's operations; returns each touched row's result."""
+    clock = clock or SystemClock()
+    outcome = ApplyOutcome()
+    todo = [p for p in plans if p.writes]
+    for plan in todo:
+        if should_stop():
+            outcome.stopped_by = Interrupted("stopped by Ctrl-C after the request in flight")
+            break
+        while True:
+            try:
+                outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids,
+                                                       on_saved)
+                break
+            except BudgetExhausted as exc:
+                if wait and exc.frees_at is not None:
+                    clock.sleep(max(1.0, exc.frees_at - clock.time() + 1.0))
+                    continue
+                outcome.stopped_by = exc
+                break
+        on_row(plan)
+        if outcome.stopped_by is not None:
+            break
+    return outcome
+
+
+def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids, on_saved) -> RowResult:
+    fields = tuple(c.field for c in plan.changes)
+    try:
+        client_id = plan.client_id
+        if plan.action == CREATE:
+            client_id = _create(client, plan, cp, clock, known_ids(plan))
+        elif plan.body is not None:
+            _save(client, plan, cp, tz)
+            on_saved(plan)
+        for tag in plan.tag_adds:
+            _tag(client, plan.row, client_id, tag, True, cp, clock, just_created=plan.action == CREATE)
+        for tag in plan.tag_removes:
+            _tag(client, plan.row, client_id, tag, False, cp, clock, just_created=False)
+    except _RowFailed as exc:
+        cp.finish(plan.row, exc.status, client_id=plan.client_id, fields=fields, error=exc.message)
+        return RowResult(plan.row, plan.client_id, exc.status, fields, exc.message)
+    status = "created" if plan.action == CREATE else "updated"
+    cp.finish(plan.row, status, client_id=client_id, fields=fields)
+    return RowResult(plan.row, client_id, status, fields, plan.message)
+
+
+# --------------------------------------------------------------------------- saves
+
+
+def _save(client, plan: RowPlan, cp: Checkpoint, tz: str) -> None:
+    body = plan.body
+    for attempt in range(TRANSIENT_TRIES):
+        cp.begin(plan.row, "save", client_id=plan.client_id)
+        try:
+            client.save_client(body)
+            return
+        except RequestRejected as exc:
+            raise _RowFailed("failed", f"IntakeQ refused the save: {exc.message}") from None
+        except TransientApiError:
+            live = client.get_client(plan.client_id)
+            if live is None:
+                raise _RowFailed("failed", f"ClientId {plan.client_id} was not found in IntakeQ") from None
+            if _landed(live, plan.changes, tz):
+                return
+            body = merged_body(live, plan.changes, tz)   # staff edits since stay kept
+    raise _RowFailed("pending", "IntakeQ kept failing (5xx or timeouts); a re-run retries this row")
+
+
+def _landed(live: dict, changes: list[Change], tz: str) -> bool:
+    """Does the live profile already hold every changed value?"""
+    from .codec import clients_to_frame
+
+    row = clients_to_frame([live], tz=tz).iloc[0]
+    return all(normalized(c.field, row.get(c.field)) == normalized(c.field, c.new) for c in changes)
+
+
+def _create(client, plan: RowPlan, cp: Checkpoint, clock, known: set[int]) -> int:
+    for attempt in range(TRANSIENT_TRIES):
+        cp.begin(plan.row, "create", known_ids=known)
+        try:
+            saved = client.save_client(plan.body)
+        except RequestRejected as exc:
+            raise _RowFailed("failed", f"IntakeQ refused the new client: {exc.message}") from None
+        except TransientApiError:
+            found = find_created(client, plan, known)
+            if found is None:
+                continue
+            saved = {"ClientId": found}
+        client_id = int(saved["ClientId"])
+        cp.set_client(plan.row, client_id)
+        plan.client_id = client_id
+        return client_id
+    raise _RowFailed("pending", "IntakeQ kept failing (5xx or timeouts); a re-run retries this row")
+
+
+def find_created(client, plan_or_values, known: set[int]) -> int | None:
+    """The client a create made, if it landed: same first and last name, not known before.
+
+    ``known`` holds the live clients that shared the name before the create was sent,
+    so a new one is recognised even when the row has no email or phone.
+    """
+    first, last = plan_or_values.name_key if isinstance(plan_or_values, RowPlan) else plan_or_values
+    query = " ".join(p for p in (first, last) if p)
+    found = [r for r in client.iter_clients(search=query)
+             if _fold(r.get("FirstName")) == first and _fold(r.get("LastName")) == last
+             and int(r["ClientId"]) not in known]
+    return max(int(r["ClientId"]) for r in found) if found else None
+
+
+def _fold(v) -> str:
+    return str(v).strip().casefold() if v not in (None, "") else ""
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def _tag(client, row: int, client_id: int, tag: str, add: bool, cp: Checkpoint, clock,
+         just_created: bool) -> None:
+    op = "tag_add" if add else "tag_remove"
+    send = client.add_tag if add else client.remove_tag
+    not_found_left = NOT_FOUND_TRIES if just_created else 1
+    transient_left = TRANSIENT_TRIES
+    while True:
+        cp.begin(row, op, client_id=client_id, detail=tag)
+        try:
+            send(client_id, tag)
+            return
+        except RequestRejected as exc:
+            not_found_left -= 1
+            if "not found" in exc.message.lower() and not_found_left > 0:
+                clock.sleep(NOT_FOUND_PAUSE)
+                continue
+            raise _RowFailed("failed", f"IntakeQ refused the tag {'add' if add else 'removal'}: "
+                                       f"{exc.message}") from None
+        except TransientApiError:
+            live = client.get_client(client_id)
+            if live is not None and (tag in (live.get("Tags") or [])) == add:
+                return
+            transient_left -= 1
+            if transient_left <= 0:
+                raise _RowFailed("pending", "IntakeQ kept failing on a tag call; a re-run retries this row") from None

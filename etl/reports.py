@@ -1,0 +1,99 @@
+"""The import's files for people: plan, results and rejects (CSV, owner-only, atomic).
+
+They hold client values (the admin's own data), so they are written 0600 like exports;
+nothing here is ever logged.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .diff import RowPlan
+from .files import atomic_path
+
+PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "note"]
+RESULT_COLUMNS = ["row", "ClientId", "status", "fields", "message"]
+
+
+@dataclass
+class RowResult:
+    row: int
+    client_id: int | None
+    status: str      # created/updated/unchanged/skipped/conflict/failed/pending
+    fields: tuple[str, ...] = ()
+    message: str = ""
+
+
+def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> Path:
+    """A UTF-8 (BOM, for Excel) CSV written atomically, owner-only."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8-sig") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for r in rows:
+                writer.writerow(["" if v is None else v for v in r])
+    return Path(path)
+
+
+def plan_lines(plans: list[RowPlan]) -> Iterable[list[Any]]:
+    """One line per field change, conflict, tag call or ignored column; one for a bare row."""
+    for p in plans:
+        note = p.message
+        wrote = False
+        for c in p.changes:
+            wrote = True
+            yield [p.row, p.client_id, p.action, c.field, _cell(c.old), _cell(c.new), "", note]
+        for c in p.conflicts:
+            wrote = True
+            yield [p.row, p.client_id, p.action, c.field, _cell(c.live), _cell(c.file), _cell(c.base),
+                   "conflict: changed in the file and in IntakeQ (old = IntakeQ now)"]
+        for t in p.tag_adds:
+            wrote = True
+            yield [p.row, p.client_id, p.action, "Tags", "", t, "", "add tag"]
+        for t in p.tag_removes:
+            wrote = True
+            yield [p.row, p.client_id, p.action, "Tags", t, "", "", "remove tag"]
+        for col in p.ignored:
+            wrote = True
+            yield [p.row, p.client_id, p.action, col, "", "", "", "read-only column: ignored, never sent"]
+        if not wrote and p.action != "unchanged":
+            yield [p.row, p.client_id, p.action, "", "", "", "", note]
+
+
+def write_plan(path: Path, plans: list[RowPlan]) -> Path:
+    return write_csv(path, PLAN_COLUMNS, plan_lines(plans))
+
+
+def write_results(path: Path, results: Iterable[RowResult]) -> Path:
+    return write_csv(path, RESULT_COLUMNS, (
+        [r.row, r.client_id, r.status, "; ".join(r.fields), r.message]
+        for r in sorted(results, key=lambda r: r.row)))
+
+
+def write_rejects(path: Path, frame: pd.DataFrame, problems_by_row: dict[int, list[str]]) -> Path:
+    """The invalid rows of a --skip-invalid import, with what is wrong with each."""
+    header = ["row", "problems", *frame.columns]
+    lines = []
+    for index, values in zip(frame.index, frame.itertuples(index=False)):
+        row = int(index) + 2
+        lines.append([row, "; ".join(problems_by_row.get(row, [])), *(_cell(v) for v in values)])
+    return write_csv(path, header, lines)
+
+
+def _cell(v) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return "; ".join(str(t) for t in v)
+    try:
+        if pd.isna(v):
+            return ""
+    except (TypeError, ValueError):
+        pass
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    return v

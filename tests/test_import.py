@@ -1,0 +1,349 @@
+"""End-to-end import tests: the real CLI against the sandbox over loopback HTTP."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from etl import fields as F
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def export_csv(run_cli, out: Path) -> Path:
+    result = run_cli("export", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    return out / "clients.csv"
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames), list(reader)
+
+
+def write_rows(path: Path, header: list[str], rows: list[dict], *, crlf=False) -> Path:
+    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, lineterminator="\r\n" if crlf else "\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: r.get(k, "") for k in header})
+    return path
+
+
+def writes(sandbox) -> list:
+    return [e for e in sandbox.log if e.method in ("POST", "DELETE")]
+
+
+def saves(sandbox) -> list:
+    return [e for e in sandbox.log if e.method == "POST" and e.path.rstrip("/").endswith("/clients")]
+
+
+def snapshot_store(sandbox) -> dict[int, dict]:
+    return copy.deepcopy(sandbox.store.clients)
+
+
+def without_update_stamp(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "LastUpdateDate"}
+
+
+def import_(run_cli, path, *args, env=None):
+    return run_cli("import", path, "--yes", "--quiet", *args, env=env)
+
+
+def row_of(rows, client_id):
+    return next(r for r in rows if r["ClientId"] == str(client_id))
+
+
+def results_of(path: Path) -> dict[int, dict]:
+    _, rows = read_rows(path.parent / (path.stem + ".results.csv"))
+    return {int(r["row"]): r for r in rows}
+
+
+# --------------------------------------------------------------------------- the story
+
+
+def test_twelve_cells_only_the_edited_clients_are_saved_and_a_rerun_writes_nothing(sandbox, run_cli, tmp_path):
+    sandbox.reset(n_clients=60, seed=3)
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    edited = {}
+    plan = [("Email", "new{}@example.org"), ("City", "Springfield"), ("LastName", "Newname{}")]
+    for i, r in enumerate(rows[5:17]):          # 12 cells over 12 clients
+        column, value = plan[i % 3]
+        r[column] = value.format(i) if "{}" in value else value
+        edited[int(r["ClientId"])] = (column, r[column])
+    write_rows(path, header, rows)
+    before = snapshot_store(sandbox)
+    sandbox.log.clear()
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 0, result.output
+    assert len(saves(sandbox)) == 12
+    assert all(e.method == "POST" for e in writes(sandbox))
+    after = sandbox.store.clients
+    for cid, record in before.items():
+        if cid not in edited:
+            assert after[cid] == record, f"client {cid} was touched"
+            continue
+        column, value = edited[cid]
+        assert after[cid][column] == value
+        changed = {k for k in record if without_update_stamp(record).get(k) != without_update_stamp(after[cid]).get(k)}
+        allowed = {column} | ({"Name"} if column == "LastName" else set())
+        if not record.get("MobilePhone"):   # IntakeQ copies Phone into an empty MobilePhone on save
+            allowed.add("MobilePhone")
+        assert changed <= allowed, (cid, changed)   # a partial body would have cleared fields
+
+    sandbox.log.clear()
+    again = import_(run_cli, path)
+    assert again.exit_code == 0, again.output
+    assert writes(sandbox) == []
+
+
+def test_a_file_resaved_by_a_spreadsheet_with_no_edits_makes_zero_writes(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    for r in rows:     # what Excel does to untouched cells
+        r["ClientId"] = r["ClientId"] + ".0"
+        if r.get("DateOfBirth"):
+            y, m, d = r["DateOfBirth"].split("-")
+            r["DateOfBirth"] = f"{int(m)}/{int(d)}/{y}"
+        if r.get("Archived"):
+            r["Archived"] = r["Archived"].upper()
+        if r.get("BillingType"):
+            r["BillingType"] = r["BillingType"] + ".0"
+    write_rows(path, header, rows, crlf=True)
+    sandbox.log.clear()
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 0, result.output
+    assert writes(sandbox) == []
+    assert "unchanged" in result.output
+
+
+def test_dry_run_sends_no_write_and_writes_the_plan(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "Dryville"
+    write_rows(path, header, rows)
+    sandbox.log.clear()
+
+    result = run_cli("import", path, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert writes(sandbox) == []
+    _, plan = read_rows(path.parent / "clients.plan.csv")
+    assert [(p["ClientId"], p["action"], p["field"], p["new"]) for p in plan] == \
+        [(rows[0]["ClientId"], "update", "City", "Dryville")]
+    assert "1 client save(s)" in result.output
+
+
+# --------------------------------------------------------------------------- columns, blanks, tags
+
+
+def test_a_file_with_only_client_id_and_email_updates_emails_only(sandbox, run_cli, tmp_path):
+    export_csv(run_cli, tmp_path / "export")
+    target = sorted(sandbox.store.clients)[2]
+    path = write_rows(tmp_path / "export" / "clients.csv", ["ClientId", "Email"],
+                      [{"ClientId": str(target), "Email": "only.email@example.org"}])
+    before = snapshot_store(sandbox)
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 0, result.output
+    after = sandbox.store.clients[target]
+    assert after["Email"] == "only.email@example.org"
+    assert without_update_stamp(after) == {**without_update_stamp(before[target]), "Email": "only.email@example.org"}
+
+
+@pytest.mark.parametrize("blank, expect_cleared", [("keep", False), ("clear", True)])
+def test_blank_cells_keep_or_clear(sandbox, run_cli, tmp_path, blank, expect_cleared):
+    export_csv(run_cli, tmp_path / "export")
+    target = next(cid for cid, c in sorted(sandbox.store.clients.items()) if c.get("City"))
+    path = write_rows(tmp_path / "export" / "clients.csv", ["ClientId", "City"],
+                      [{"ClientId": str(target), "City": ""}])
+    sandbox.log.clear()
+
+    result = import_(run_cli, path, "--blank", blank)
+
+    assert result.exit_code == 0, result.output
+    city = sandbox.store.clients[target].get("City")
+    assert (city in (None, "")) is expect_cleared
+    assert len(saves(sandbox)) == (1 if expect_cleared else 0)
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_tags_merge_adds_and_replace_also_removes_what_the_admin_deleted(sandbox, run_cli, tmp_path, mode):
+    cid = sorted(sandbox.store.clients)[0]
+    sandbox.store.staff_edit(cid, Tags=["keep", "drop"])
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    row_of(rows, cid)["Tags"] = "keep; new"
+    write_rows(path, header, rows)
+    sandbox.log.clear()
+
+    result = import_(run_cli, path, "--tags", mode)
+
+    assert result.exit_code == 0, result.output
+    tags = set(sandbox.store.clients[cid]["Tags"])
+    assert tags == ({"keep", "new", "drop"} if mode == "merge" else {"keep", "new"})
+    assert saves(sandbox) == []            # a tag-only change uses only the tag endpoints
+    assert len(writes(sandbox)) == (1 if mode == "merge" else 2)
+
+
+# --------------------------------------------------------------------------- new rows
+
+
+def test_a_new_row_matching_an_existing_client_becomes_an_update_not_a_duplicate(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    existing = next(r for r in rows if r["Email"] and r["FirstName"])
+    new_row = {k: "" for k in header}
+    new_row.update(FirstName=existing["FirstName"], LastName=existing["LastName"],
+                   Email=existing["Email"].upper(), City="Matchtown")
+    header2, rows2 = header, rows + [new_row]
+    write_rows(path, header2, rows2)
+    count = len(sandbox.store.clients)
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 0, result.output
+    assert len(sandbox.store.clients) == count
+    assert sandbox.store.clients[int(existing["ClientId"])]["City"] == "Matchtown"
+
+
+def test_new_rows_are_created_with_their_tags_and_a_rerun_creates_nothing(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    new = [{"FirstName": "Newa", "LastName": "Person", "Email": "newa@example.org", "Tags": "fresh; a\\;b"},
+           {"FirstName": "Newb", "LastName": "Nomail"}]
+    write_rows(path, header, rows + new)
+    count = len(sandbox.store.clients)
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 0, result.output
+    assert len(sandbox.store.clients) == count + 2
+    made = {c["FirstName"]: c for c in sandbox.store.clients.values() if c["LastName"] in ("Person", "Nomail")}
+    assert set(made["Newa"]["Tags"]) == {"fresh", "a;b"}
+    results = results_of(path)
+    assert {r["status"] for r in results.values() if r["ClientId"] in {str(c["ClientId"]) for c in made.values()}} == {"created"}
+
+    sandbox.log.clear()
+    again = import_(run_cli, path)
+    assert again.exit_code == 0, again.output
+    assert writes(sandbox) == []
+    assert len(sandbox.store.clients) == count + 2
+
+
+# --------------------------------------------------------------------------- three-way
+
+
+def test_staff_edits_since_the_export_are_kept_and_same_field_changes_conflict(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    a, b = rows[0], rows[1]
+    b_city_before = b["City"]
+    a["City"] = "AdminCity"                       # admin edits City of a
+    b["City"] = "AdminCity"                       # admin edits City of b
+    write_rows(path, header, rows)
+    sandbox.store.staff_edit(int(a["ClientId"]), Email="staff@example.org")   # another field: kept
+    sandbox.store.staff_edit(int(b["ClientId"]), City="StaffCity")            # same field: conflict
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 4, result.output
+    after_a = sandbox.store.clients[int(a["ClientId"])]
+    assert after_a["City"] == "AdminCity" and after_a["Email"] == "staff@example.org"
+    assert sandbox.store.clients[int(b["ClientId"])]["City"] == "StaffCity"
+    _, plan = read_rows(path.parent / "clients.plan.csv")
+    conflict = next(p for p in plan if p["action"] == "conflict")
+    assert (conflict["field"], conflict["old"], conflict["new"], conflict["base"]) == \
+        ("City", "StaffCity", "AdminCity", b_city_before)
+    assert results_of(path)[rows.index(b) + 2]["status"] == "conflict"
+
+    forced = import_(run_cli, path, "--prefer", "file")
+    assert forced.exit_code == 0, forced.output
+    assert sandbox.store.clients[int(b["ClientId"])]["City"] == "AdminCity"
+
+
+def test_an_import_without_a_base_is_two_way_and_warns(sandbox, run_cli, tmp_path, cli_env):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[3]["City"] = "Twoway"
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    moved = write_rows(other / "from-another-system.csv", header, rows)
+    fresh_state = {"INTAKEQ_ETL_STATE_DIR": str(tmp_path / "other-state")}
+
+    result = import_(run_cli, moved, env=fresh_state)
+
+    assert result.exit_code == 0, result.output
+    assert "two-way" in result.output
+    assert sandbox.store.clients[int(rows[3]["ClientId"])]["City"] == "Twoway"
+    assert len(saves(sandbox)) == 1
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_an_invalid_file_sends_nothing_and_exits_1(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["ClientId"] = "abc"
+    write_rows(path, header, rows)
+    sandbox.log.clear()
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert sandbox.log == []
+    assert (path.parent / "clients.report.csv").exists()
+
+
+def test_two_rows_for_the_same_client_is_an_error_naming_both_rows(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    write_rows(path, header, rows + [dict(rows[0])])
+    sandbox.log.clear()
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 1
+    assert sandbox.log == []
+    assert "2" in result.output and str(len(rows) + 2) in result.output
+
+
+def test_a_changed_input_file_refuses_to_resume(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "One"
+    write_rows(path, header, rows)
+    assert import_(run_cli, path).exit_code == 0
+    rows[0]["City"] = "Two"
+    write_rows(path, header, rows)
+
+    refused = import_(run_cli, path)
+    assert refused.exit_code == 1
+    assert "--restart" in refused.output
+
+    restarted = import_(run_cli, path, "--restart")
+    assert restarted.exit_code == 0, restarted.output
+    assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "Two"
+
+
+def test_checkpoint_results_and_plan_files_are_owner_only(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "Private"
+    write_rows(path, header, rows)
+    assert import_(run_cli, path).exit_code == 0
+    for name in ("clients.checkpoint.sqlite", "clients.results.csv", "clients.plan.csv"):
+        assert (path.parent / name).stat().st_mode & 0o777 == 0o600, name
