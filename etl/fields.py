@@ -204,3 +204,14 @@ def server_phone(value: str | None) -> str | None:
         return None
     value = value.strip()
     return value[1:] if value.startswith("+") else value
+
+# Kinds of the diagnoses table (export only, read-only). The API sends Date/EndDate as
+# ISO 8601 text ("2021-12-08T23:00:00Z"); they are kept as instants so nothing is lost.
+DIAGNOSIS_KINDS: dict[str, str] = {
+    "ClientId": "int",
+    "Code": "text",
+    "Description": "text",
+    "Date": "instant",
+    "EndDate": "instant",
+    "NoteId": "text",
+}

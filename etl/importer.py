@@ -116,17 +116,19 @@ class Prepared:
 def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
     """Read the file through the codec and validate it. Raises ValidationFailed (nothing sent)."""
     from .codec import read_table
-    from schemas.clients import validate_clients
+    from schemas.clients import validate_table
 
     table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
                        formula_guard=opts.formula_guard, tz=opts.timezone)
-    problems = list(table.problems) + list(validate_clients(table.frame))
+    # From here on a row's index + 2 is its spreadsheet row (blank rows are skipped by the codec).
+    table.frame.index = pd.Index([int(r) - 2 for r in table.row_numbers])
+    problems = validate_table(table)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     frame = table.frame
     rejected: dict[int, list[str]] = {}
     if errors:
-        from .cli.validate import write_report  # the validate command's report format
+        from .reports import write_report
 
         write_report(problems, paths.report)
         if not opts.skip_invalid:
@@ -138,7 +140,8 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
             raise ValidationFailed(f"{source}: {_describe(next(p for p in errors if p.row is None))}; "
                                    "nothing was sent", errors)
         for p in errors:
-            rejected.setdefault(p.row, []).append(f"{p.column}: {p.message}" if p.column else p.message)
+            value = f" ({p.value!r})" if p.value not in (None, "") else ""
+            rejected.setdefault(p.row, []).append(f"{p.column}{value}: {p.message}" if p.column else p.message)
         keep = [i for i in frame.index if int(i) + 2 not in bad_rows]
         rejects = frame.drop(index=keep)
         from .reports import write_rejects

@@ -12,9 +12,11 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from .codec.text import guard
 from .diff import RowPlan
 from .files import atomic_path
 
+REPORT_COLUMNS = ["row", "column", "value", "check", "severity", "message", "hint"]
 PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "note"]
 RESULT_COLUMNS = ["row", "ClientId", "status", "fields", "message"]
 
@@ -75,13 +77,15 @@ def write_results(path: Path, results: Iterable[RowResult]) -> Path:
 
 
 def write_rejects(path: Path, frame: pd.DataFrame, problems_by_row: dict[int, list[str]]) -> Path:
-    """The invalid rows of a --skip-invalid import, with what is wrong with each."""
-    header = ["row", "problems", *frame.columns]
-    lines = []
-    for index, values in zip(frame.index, frame.itertuples(index=False)):
-        row = int(index) + 2
-        lines.append([row, "; ".join(problems_by_row.get(row, [])), *(_cell(v) for v in values)])
-    return write_csv(path, header, lines)
+    """The invalid rows of a --skip-invalid import, in the export's CSV format, with a
+    leading ``problems`` column: fix them, delete that column, import the file again."""
+    from .codec import write_table
+
+    rejects = frame.copy()
+    rejects.insert(0, "problems", ["; ".join(problems_by_row.get(int(i) + 2, [])) for i in frame.index])
+    rejects.insert(0, "row", [int(i) + 2 for i in frame.index])
+    write_table(rejects.reset_index(drop=True), path, format="csv")
+    return Path(path)
 
 
 def _cell(v) -> Any:
@@ -97,3 +101,17 @@ def _cell(v) -> Any:
     if isinstance(v, pd.Timestamp):
         return v.isoformat()
     return v
+
+
+def write_report(problems: list[Problem], path, *, formula_guard: bool = True) -> None:
+    """The validation report (validate --report, import) as CSV (UTF-8 with BOM, mode 0600). Values are guarded like exports."""
+    with atomic_path(path, parents=True) as tmp:
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\r\n")
+            writer.writerow(REPORT_COLUMNS)
+            for p in problems:
+                value = "" if p.value is None else str(p.value)
+                if formula_guard and value:
+                    value = guard(value)
+                writer.writerow(["" if p.row is None else p.row, p.column or "", value, p.check,
+                                 p.severity, p.message, p.hint])

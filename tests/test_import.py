@@ -347,3 +347,37 @@ def test_checkpoint_results_and_plan_files_are_owner_only(sandbox, run_cli, tmp_
     assert import_(run_cli, path).exit_code == 0
     for name in ("clients.checkpoint.sqlite", "clients.results.csv", "clients.plan.csv"):
         assert (path.parent / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_skip_invalid_imports_the_valid_rows_and_writes_the_rejects(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "ValidEdit"
+    rows[1]["BillingType"] = "7"              # not 0, 1 or 2
+    write_rows(path, header, rows)
+
+    result = import_(run_cli, path, "--skip-invalid")
+
+    assert result.exit_code == 0, result.output
+    assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "ValidEdit"
+    _, rejects = read_rows(path.parent / "clients.rejects.csv")
+    assert [r["row"] for r in rejects] == ["3"]
+    assert "BillingType" in rejects[0]["problems"]
+    assert results_of(path)[3]["status"] == "skipped"
+    assert (path.parent / "clients.rejects.csv").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_unknown_column_is_named_and_never_sent(sandbox, run_cli, tmp_path):
+    export_csv(run_cli, tmp_path / "export")
+    target = sorted(sandbox.store.clients)[0]
+    path = write_rows(tmp_path / "export" / "clients.csv", ["ClientId", "Emial"],
+                      [{"ClientId": str(target), "Emial": "typo@example.org"}])
+    before = copy.deepcopy(sandbox.store.clients[target])
+    sandbox.log.clear()
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 0, result.output
+    assert "Emial" in result.output
+    assert writes(sandbox) == []
+    assert sandbox.store.clients[target] == before

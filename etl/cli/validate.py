@@ -1,0 +1,111 @@
+"""``intakeq-etl validate FILE``: check a clients file against the schema, without any API call."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from ..codec import ERROR, Problem, read_table
+from ..reports import write_report
+from ..errors import ValidationFailed
+
+EXAMPLES = 5
+
+
+def _looks_like_diagnoses(columns) -> bool:
+    cols = set(columns)
+    return {"Code", "NoteId"} <= cols and not ({"FirstName", "LastName", "Email"} & cols)
+
+
+def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC",
+                  formula_guard=True):
+    """Read and validate a file; returns (Table, problems, table name). Library entry point."""
+    from .. import fields
+
+    table = read_table(path, format=format, encoding=encoding, date_format=date_format,
+                       formula_guard=formula_guard, tz=tz)
+    if _looks_like_diagnoses(table.frame.columns):
+        from schemas.diagnoses import validate_diagnoses
+
+        table = read_table(path, format=format, encoding=encoding, date_format=date_format,
+                           formula_guard=formula_guard, tz=tz, kinds=fields.DIAGNOSIS_KINDS)
+        problems = list(table.problems) + validate_diagnoses(table.frame,
+                                                             row_numbers=table.row_numbers)
+        return table, problems, "diagnoses"
+    from schemas.clients import validate_table
+
+    return table, validate_table(table), "clients"
+
+
+def _where(p: Problem) -> str:
+    parts = []
+    if p.row is not None:
+        parts.append(f"row {p.row}")
+    if p.column:
+        parts.append(p.column)
+    return ", ".join(parts) or "file"
+
+
+def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
+    """The short summary printed by ``validate`` (no cell values: they are client data)."""
+    errors = [p for p in problems if p.severity == ERROR]
+    warnings = [p for p in problems if p.severity != ERROR]
+    lines = [f"{Path(path).name}: {len(table.frame):,} {what} rows, "
+             f"{len(table.frame.columns)} columns ({table.format})"]
+    if not errors:
+        lines.append("valid" + (f", with {len(warnings)} warning(s)" if warnings else ""))
+    else:
+        bad_rows = len({p.row for p in errors if p.row is not None})
+        lines.append(f"INVALID: {len(errors)} error(s) in {bad_rows} row(s)")
+        lines.append("errors by check:")
+        for check, n in Counter(p.check for p in errors).most_common():
+            lines.append(f"  {check:<28} {n}")
+        lines.append("first errors:")
+        for p in errors[:EXAMPLES]:
+            hint = f" ({p.hint})" if p.hint else ""
+            lines.append(f"  {_where(p)}: {p.message} [{p.check}]{hint}")
+    if warnings:
+        lines.append("warnings by check:")
+        for check, n in Counter(p.check for p in warnings).most_common():
+            lines.append(f"  {check:<28} {n}")
+        for p in warnings[:EXAMPLES]:
+            lines.append(f"  {_where(p)}: {p.message} [{p.check}]")
+    return lines
+
+
+@click.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every problem (row, column, value, check, message, hint) to this CSV.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]), default=None,
+              help="Input format  [default: from the file's extension]")
+@click.option("--encoding", default=None, help="Text encoding of a CSV  [default: utf-8, BOM accepted]")
+@click.option("--date-format", default=None,
+              help="How non-ISO dates are written, in strftime codes (e.g. %d/%m/%Y).  "
+                   "[default: yyyy-MM-dd; M/D/YYYY and D.M.YYYY also read]")
+@click.option("--timezone", "tz", default="UTC", show_default=True,
+              help="The practice's timezone (IANA name), used for dates of birth.")
+@click.option("--no-formula-guard", is_flag=True,
+              help="Do not strip the leading ' that exports put before formula-like cells.")
+@click.pass_context
+def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard):
+    """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
+
+    Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
+    not or cannot be read. --report writes every problem with its spreadsheet row number
+    (the header is row 1).
+    """
+    guard_on = not no_formula_guard
+    table, problems, what = validate_file(file, format=fmt, encoding=encoding,
+                                          date_format=date_format, tz=tz, formula_guard=guard_on)
+    for line in summary_lines(file, table, problems, what):
+        click.echo(line)
+    if report is not None:
+        write_report(problems, report, formula_guard=guard_on)
+        click.echo(f"report: {report} ({len(problems)} problem(s))")
+    n_errors = sum(1 for p in problems if p.severity == ERROR)
+    if n_errors:
+        raise ValidationFailed(f"{file.name} is not valid: {n_errors} error(s)"
+                               + ("" if report else "; pass --report PATH for the full list"),
+                               problems)

@@ -1,0 +1,180 @@
+"""CSV: written UTF-8 with a BOM, CRLF, every cell as text; read as text, then coerced.
+
+Reading never lets a parser guess types: pyarrow parses every column as a string
+(fast, multi-threaded), then :func:`etl.codec.text.coerce_columns` types each column by
+its kind. A malformed file raises one InputError naming the file and the row or line.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ..errors import InputError
+from ..files import atomic_path
+from .files import blank_rows, check_header, write_kind
+from .model import Table
+from .text import coerce_columns, format_column
+
+_HEAD_BYTES = 1 << 16
+
+
+def write_csv(df: pd.DataFrame, path, *, formula_guard: bool = True, kinds=None) -> None:
+    data = {c: format_column(df[c], write_kind(c, df[c], kinds), formula_guard=formula_guard)
+            for c in df.columns}
+    text = pd.DataFrame(data, columns=list(df.columns))
+    with atomic_path(path, parents=True) as tmp:
+        text.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\r\n",
+                    quoting=csv.QUOTE_MINIMAL)
+
+
+def _codec_name(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(f"unknown encoding {encoding!r}: try utf-8, cp1252 or latin-1") from None
+
+
+def _bad_line(path: Path, encoding: str) -> tuple[int, int]:
+    """(line number, offending byte) of the first bytes invalid in ``encoding``."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as exc:
+                return lineno, line[exc.start] if exc.start < len(line) else 0
+    return 0, 0
+
+
+def _encoding_error(path: Path, encoding: str) -> InputError:
+    lineno, byte = _bad_line(path, encoding)
+    where = f"line {lineno}" if lineno else "the file"
+    other = "cp1252" if encoding.startswith("utf") else "utf-8"
+    return InputError(f"{path}: {where} is not valid {encoding} (byte 0x{byte:02x}); if the file "
+                      f"was saved in another encoding, pass it with --encoding (e.g. --encoding "
+                      f"{other})")
+
+
+def _sniff(path: Path, encoding: str | None) -> tuple[str, str, str]:
+    """Check the start of the file; returns (codec name, decoded head, delimiter)."""
+    with open(path, "rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+    if not head.strip(b" \t\r\n") or head.strip(b" \t\r\n") == codecs.BOM_UTF8:
+        raise InputError(f"{path}: the file is empty (no header row)")
+    if encoding is None:
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = "utf-16"
+        else:
+            encoding = "utf-8"
+    name = _codec_name(encoding)
+    if head.startswith(b"PK\x03\x04"):
+        raise InputError(f"{path}: this is a zip file (an .xlsx workbook?), not CSV; give it "
+                         "the .xlsx extension or pass --format xlsx")
+    if head.startswith(b"PAR1"):
+        raise InputError(f"{path}: this is a Parquet file, not CSV; give it the .parquet "
+                         "extension or pass --format parquet")
+    if b"\x00" in head and not name.startswith(("utf-16", "utf-32")):
+        raise InputError(f"{path}: this is a binary file, not CSV text (if it is a spreadsheet, "
+                         "save it as CSV UTF-8 or .xlsx)")
+    decoder = codecs.getincrementaldecoder(name)()
+    try:
+        text = decoder.decode(head, final=len(head) < _HEAD_BYTES)
+    except UnicodeDecodeError:
+        raise _encoding_error(path, name) from None
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty (no header row)")
+    first_line = text.split("\n", 1)[0]
+    counts = {d: first_line.count(d) for d in (",", ";", "\t")}
+    delimiter = max(counts, key=lambda d: (counts[d], d == ","))
+    if counts[delimiter] == 0:
+        delimiter = ","
+    return name, text, delimiter
+
+
+def read_csv(path, *, encoding: str | None = None, date_format: str | None = None,
+             formula_guard: bool = True, kinds=None) -> Table:
+    path = Path(path)
+    name, head, delimiter = _sniff(path, encoding)
+    header = next(csv.reader(io.StringIO(head), delimiter=delimiter), [])
+    header = [h.strip().lstrip("\ufeff").strip() for h in header]
+    ncols = len(header)
+    invalid: list = []
+
+    def on_invalid(row):
+        invalid.append((row.number, row.expected_columns, row.actual_columns, row.text))
+        return "skip"
+
+    def parse(threads: bool) -> pa.Table:
+        arrow_encoding = "utf8" if name == "utf-8" else name
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=threads, autogenerate_column_names=True,
+                                           encoding=arrow_encoding),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                             ignore_empty_lines=False,
+                                             invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"f{i}": pa.string() for i in range(ncols)},
+                strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=True),
+        )
+
+    try:
+        table = parse(True)
+    except UnicodeDecodeError:
+        raise _encoding_error(path, name) from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+            raise _encoding_error(path, name) from None
+        raise InputError(f"{path}: not a readable CSV file ({_safe_reason(exc)})") from None
+    if invalid:
+        if invalid[0][0] is None:  # multi-threaded parsing does not number rows
+            invalid.clear()
+            parse(False)
+        raise _ragged_error(path, invalid, ncols)
+    if table.num_columns != ncols:
+        raise InputError(f"{path}: the header could not be read (found {table.num_columns} "
+                         f"columns, the first line has {ncols})")
+    arrays = [table.column(i).combine_chunks() for i in range(ncols)]
+    names = [arr[0].as_py().strip().lstrip("\ufeff").strip() if len(arr) else "" for arr in arrays]
+    arrays = [arr.slice(1) for arr in arrays]
+    drop = check_header(path, names)
+    for i in drop:
+        if not blank_rows([arrays[i]]).all():
+            raise InputError(f"{path}: column {i + 1} has values but no header name")
+    keep = [i for i in range(ncols) if i not in drop]
+    names = [names[i] for i in keep]
+    arrays = [arrays[i] for i in keep]
+    n = len(arrays[0]) if arrays else 0
+    row_numbers = np.arange(n, dtype=np.int64) + 2
+    blank = blank_rows(arrays)
+    if blank.any():
+        keep_rows = pa.array(np.flatnonzero(~blank))
+        arrays = [arr.take(keep_rows) for arr in arrays]
+        row_numbers = row_numbers[~blank]
+    frame, problems = coerce_columns(names, arrays, row_numbers=row_numbers, kinds=kinds,
+                                     formula_guard=formula_guard, date_format=date_format)
+    return Table(frame=frame, path=path, format="csv", problems=problems,
+                 row_numbers=row_numbers, columns_in_file=names)
+
+
+def _safe_reason(exc: Exception) -> str:
+    """An arrow error without the row text it may quote (client data)."""
+    text = str(exc).split(":", 1)[0]
+    return text[:120]
+
+
+def _ragged_error(path: Path, invalid: list, ncols: int) -> InputError:
+    number, expected, actual, _ = invalid[0]
+    where = f"row {number}" if number else "a row"
+    more = f" (and {len(invalid) - 1} other rows)" if len(invalid) > 1 else ""
+    return InputError(f"{path}: {where} has {actual} cells but the header has {expected}{more}; "
+                      "a stray delimiter, a missing quote or an unquoted line break? "
+                      "Re-save the file from the spreadsheet as CSV")

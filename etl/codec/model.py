@@ -1,0 +1,66 @@
+"""The codec's two result types: a problem found in one cell (or row, or file) and a read table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a file, located as a spreadsheet shows it.
+
+    ``row`` is the spreadsheet row (the header is row 1, the first client row 2), None for
+    a problem of the whole file or a column. ``value`` is the cell as written in the file:
+    it is client data, so it goes to the report file only, never to messages or logs.
+    ``check`` is a stable name (``date_parses``, ``duplicate_client_id``, ...).
+    """
+
+    row: int | None
+    column: str | None
+    value: str | None
+    check: str
+    message: str
+    hint: str = ""
+    severity: str = ERROR
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+
+@dataclass
+class Table:
+    """A file read by :func:`etl.codec.read_table`.
+
+    ``frame`` is typed (dtypes per ``fields.KIND_DTYPES``), holds only the file's columns in
+    the file's order, and its index is 0..n-1 in file order. A cell that could not be
+    coerced is NA in ``frame`` and has a Problem in ``problems``.
+
+    ``row_numbers[i]`` is the spreadsheet row of ``frame`` row ``i``. It equals ``i + 2``
+    unless the file had fully blank rows (which are skipped); use it, not ``i + 2``.
+    """
+
+    frame: pd.DataFrame
+    path: Path | None = None
+    format: str = "csv"
+    problems: list[Problem] = field(default_factory=list)
+    row_numbers: np.ndarray | None = None
+    columns_in_file: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.row_numbers is None:
+            self.row_numbers = np.arange(len(self.frame), dtype=np.int64) + 2
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    def row_of(self, i: int) -> int:
+        """The spreadsheet row of frame row ``i``."""
+        return int(self.row_numbers[i])

@@ -1,0 +1,64 @@
+"""One function per direction for files: :func:`write_table` and :func:`read_table`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from .files import format_of
+from .model import Table
+from .records import zone
+
+
+def write_table(df: pd.DataFrame, path, *, format: str | None = None, formula_guard: bool = True,
+                kinds=None) -> None:
+    """Write a typed frame as CSV, Parquet or XLSX (atomically, mode 0600).
+
+    ``format`` defaults to the extension's. ``formula_guard`` (CSV/XLSX) prefixes text cells
+    a spreadsheet would run as formulas with one ``'`` (removed again by read_table).
+    ``kinds`` overrides column kinds (e.g. ``fields.DIAGNOSIS_KINDS``).
+    """
+    fmt = format_of(path, format)
+    if fmt == "csv":
+        from .csv_io import write_csv
+
+        write_csv(df, path, formula_guard=formula_guard, kinds=kinds)
+    elif fmt == "parquet":
+        from .parquet_io import write_parquet
+
+        write_parquet(df, path, kinds=kinds)
+    else:
+        from .xlsx_io import write_xlsx
+
+        write_xlsx(df, path, formula_guard=formula_guard, kinds=kinds)
+
+
+def read_table(path, *, format: str | None = None, encoding: str | None = None,
+               date_format: str | None = None, formula_guard: bool = True, tz: str = "UTC",
+               kinds=None) -> Table:
+    """Read a CSV, Parquet or XLSX table into a typed frame, collecting cell problems.
+
+    Raises InputError (one clear message naming the file) for files that cannot be read
+    as a table. ``tz`` is checked here; dates in files are already calendar dates, so it
+    matters only when the frame is sent back (see ``frame_to_records``).
+    """
+    path = Path(path)
+    fmt = format_of(path, format)
+    zone(tz)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file")
+    if fmt == "csv":
+        from .csv_io import read_csv
+
+        return read_csv(path, encoding=encoding, date_format=date_format,
+                        formula_guard=formula_guard, kinds=kinds)
+    if fmt == "parquet":
+        from .parquet_io import read_parquet
+
+        return read_parquet(path, date_format=date_format, kinds=kinds)
+    from .xlsx_io import read_xlsx
+
+    return read_xlsx(path, date_format=date_format, formula_guard=formula_guard, kinds=kinds)

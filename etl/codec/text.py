@@ -1,0 +1,610 @@
+"""Cells as text: how each kind is written in CSV/XLSX, and read back (vectorised).
+
+Writing (:func:`format_column`) turns a typed column into strings; reading
+(:func:`coerce_column`) turns a column of strings, as a file or a spreadsheet left them,
+into a typed column plus one :class:`Problem` per cell that cannot be read. Reading is
+done with pyarrow compute kernels over whole columns, never cell by cell in Python
+(except tags that contain escapes).
+
+Cell formats
+------------
+* int / enum: ``123``; also read: ``123.0``, ``+123``, surrounding spaces; enum also its
+  label (``SelfPay``).
+* float: shortest repr (``12.5``).
+* bool: ``TRUE`` / ``FALSE``; also read: true/false, t/f, yes/no, y/n, 1/0 (any case).
+* date: ``yyyy-MM-dd``; also read: ``M/D/YYYY`` (month first, Excel US), ``D.M.YYYY``
+  (day first), ``yyyy-MM-dd 00:00:00``, or the ``date_format`` given (strftime codes).
+* instant: ISO 8601 UTC with milliseconds, ``2025-04-12T04:38:06.643Z``; also read any
+  ISO 8601 form (offsets, no fraction, space separator) and ``M/D/YYYY H:MM``.
+* tags: ``a; b; c``. In a tag, ``\\`` is written ``\\\\`` and ``;`` ``\\;``; a tag's
+  leading/trailing whitespace is escaped too (``\\ ``), because reading strips the
+  unescaped whitespace around each tag (so ``a;b`` and ``a ; b`` read as ``[a, b]``).
+* linked: ``123:Parent; 211:Spouse`` (read-only, kept as text).
+* text: as is; empty cell = NA.
+
+Formula guard: a text-like cell (text, tags, linked) that begins with ``= + - @``, tab, CR
+or ``'`` is written with one extra leading ``'``; reading removes one leading ``'`` when
+the next character is one of those. The round trip is exact.
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import fields
+from .model import ERROR, Problem
+
+GUARD_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
+TEXT_LIKE = ("text", "tags", "linked")
+
+TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0")
+FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0")
+
+_NULL_STR = pa.scalar(None, pa.string())
+_TRIGGERS_ARR = pa.array(GUARD_TRIGGERS, pa.string())
+
+
+def kind_for(column: str, kinds=None) -> str:
+    """The kind of a column: an explicit override (e.g. the diagnoses table), else fields.py."""
+    if kinds and column in kinds:
+        return kinds[column]
+    return fields.kind_of(column)
+
+
+# ---------------------------------------------------------------- formula guard (scalar)
+def guard(text: str) -> str:
+    """One leading ' for a cell a spreadsheet would run as a formula (or that starts with ')."""
+    return "'" + text if text[:1] in GUARD_TRIGGERS else text
+
+
+def unguard(text: str) -> str:
+    """Undo :func:`guard`: drop one leading ' when a trigger character follows it."""
+    if len(text) >= 2 and text[0] == "'" and text[1] in GUARD_TRIGGERS:
+        return text[1:]
+    return text
+
+
+def _guard_array(arr: pa.Array) -> pa.Array:
+    first = pc.utf8_slice_codeunits(arr, 0, 1)
+    mask = pc.fill_null(pc.is_in(first, value_set=_TRIGGERS_ARR), False)
+    if not pc.any(mask).as_py():
+        return arr
+    return pc.if_else(mask, pc.binary_join_element_wise("'", arr, ""), arr)
+
+
+def _unguard_array(arr: pa.Array) -> pa.Array:
+    starts = pc.fill_null(pc.starts_with(arr, "'"), False)
+    if not pc.any(starts).as_py():
+        return arr
+    second = pc.utf8_slice_codeunits(arr, 1, 2)
+    mask = pc.and_(starts, pc.fill_null(pc.is_in(second, value_set=_TRIGGERS_ARR), False))
+    return pc.if_else(mask, pc.utf8_slice_codeunits(arr, 1, 1 << 30), arr)
+
+
+# ---------------------------------------------------------------- tags
+def _escape_tag(tag: str) -> str:
+    lead = len(tag) - len(tag.lstrip())
+    trail_start = len(tag.rstrip())
+    out = []
+    for i, ch in enumerate(tag):
+        if ch in "\\;" or (ch.isspace() and (i < lead or i >= trail_start)):
+            out.append("\\" + ch)  # escaped edge whitespace survives the strip on reading
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def encode_tags(tags) -> str:
+    """A list of tags as one cell: ``a; b``, with ``\\`` ``;`` and edge whitespace escaped."""
+    if tags is None:
+        return ""
+    return "; ".join(_escape_tag(str(t)) for t in tags if t is not None and str(t) != "")
+
+
+class TagsError(ValueError):
+    pass
+
+
+_WELL_ESCAPED = re.compile(r"(?:\\.|[^\\])*", re.S)
+_SEGMENT = re.compile(r"((?:\\.|[^\\;])*)(?:;|$)", re.S)
+_UNESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def decode_tags(cell) -> list[str]:
+    """Read a tags cell: split on unescaped ``;``, strip unescaped whitespace, drop empties."""
+    if cell is None or cell is pd.NA or (isinstance(cell, float) and math.isnan(cell)):
+        return []
+    if "\\" not in cell:
+        return [p for p in (part.strip() for part in cell.split(";")) if p]
+    if not _WELL_ESCAPED.fullmatch(cell):
+        raise TagsError("a tags cell ends with a lone backslash")
+    tags: list[str] = []
+    for match in _SEGMENT.finditer(cell):
+        raw = match.group(1)
+        seg = raw.lstrip()  # leading whitespace is never escaped (an escape starts with \\)
+        kept = seg.rstrip()
+        if len(kept) < len(seg) and (len(kept) - len(kept.rstrip("\\"))) % 2 == 1:
+            kept = seg[:len(kept) + 1]  # the last stripped char was escaped: keep it
+        if kept:
+            tags.append(_UNESCAPE.sub(r"\1", kept))
+    return tags
+
+
+# ---------------------------------------------------------------- linked clients
+def format_linked(links) -> str | None:
+    """LinkedClients (list of {ClientNumber, RelationshipType}) as ``123:Parent; 211:Spouse``."""
+    if not links:
+        return None
+    parts = []
+    for link in links:
+        if not isinstance(link, dict):
+            parts.append(str(link))
+            continue
+        number = link.get("ClientNumber", link.get("ClientId"))
+        rel = link.get("RelationshipType")
+        name = fields.RELATIONSHIP_TYPES.get(rel, "" if rel is None else str(rel))
+        parts.append(f"{number}:{name}")
+    return "; ".join(parts)
+
+
+def parse_linked(cell) -> list[dict]:
+    """The inverse of :func:`format_linked` (for API-shaped records)."""
+    if cell is None or cell is pd.NA or not str(cell).strip():
+        return []
+    by_name = {v.lower(): k for k, v in fields.RELATIONSHIP_TYPES.items()}
+    out = []
+    for part in str(cell).split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        number, _, rel = part.partition(":")
+        number = number.strip()
+        rel = rel.strip()
+        num = int(number) if number.lstrip("-").isdigit() else number
+        if rel.lower() in by_name:
+            code = by_name[rel.lower()]
+        elif rel.lstrip("-").isdigit():
+            code = int(rel)
+        else:
+            code = None
+        out.append({"ClientNumber": num, "RelationshipType": code})
+    return out
+
+
+# ---------------------------------------------------------------- writing
+def format_instants(series: pd.Series) -> np.ndarray:
+    """datetime64 UTC → ``2025-04-12T04:38:06.643Z`` ("" for NaT)."""
+    s = pd.to_datetime(series, utc=True)
+    values = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
+    out = np.char.add(np.datetime_as_string(values, unit="ms").astype(object), "Z")
+    out = out.astype(object)
+    out[pd.isna(s).to_numpy()] = ""
+    return out
+
+
+def _float_text(v) -> str:
+    f = float(v)
+    return repr(f)
+
+
+def format_column(series: pd.Series, kind: str, *, formula_guard: bool = True) -> np.ndarray:
+    """A typed column as the strings written in a CSV (an object array, "" for NA)."""
+    n = len(series)
+    if kind in ("int", "enum"):
+        s = pd.array(series, dtype="Int64") if series.dtype != "Int64" else series.array
+        out = np.full(n, "", dtype=object)
+        mask = ~pd.isna(s)
+        if mask.any():
+            out[mask] = np.asarray(s[mask], dtype=np.int64).astype(str)
+        return out
+    if kind == "float":
+        s = pd.array(series, dtype="Float64") if series.dtype != "Float64" else series.array
+        mask = ~pd.isna(s)
+        out = np.full(n, "", dtype=object)
+        out[mask] = [_float_text(v) for v in np.asarray(s[mask], dtype=float)]
+        return out
+    if kind == "bool":
+        out = np.full(n, "", dtype=object)
+        s = series.astype("boolean")
+        mask = ~s.isna().to_numpy()
+        vals = s.to_numpy(dtype=bool, na_value=False)
+        out[mask & vals] = "TRUE"
+        out[mask & ~vals] = "FALSE"
+        return out
+    if kind == "instant":
+        return format_instants(series)
+    if kind == "date":
+        values = series.to_numpy(dtype=object, na_value="")
+        return np.array([_date_text(v) for v in values], dtype=object) if n else values
+    if kind == "tags":
+        values = [encode_tags(v) if isinstance(v, (list, tuple, np.ndarray)) else
+                  ("" if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v))
+                  for v in series.tolist()]
+        arr = pa.array(values, pa.string())
+    else:  # text, linked
+        arr = _to_arrow_strings(series)
+    if formula_guard:
+        arr = _guard_array(arr)
+    return arr.to_numpy(zero_copy_only=False).astype(object)
+
+
+def _date_text(v) -> str:
+    if v is None or v is pd.NA or v == "":
+        return ""
+    if isinstance(v, (datetime, pd.Timestamp)):
+        return v.strftime("%Y-%m-%d") if v.year >= 1000 else f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+    if isinstance(v, date):
+        return f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+    return str(v)
+
+
+def _to_arrow_strings(series: pd.Series) -> pa.Array:
+    """Any column as arrow strings with "" for NA."""
+    if isinstance(series.dtype, pd.StringDtype) or series.dtype == object:
+        values = series.to_numpy(dtype=object, na_value="")
+        try:
+            return pa.array(values, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            values = ["" if v is None or v is pd.NA else str(v) for v in values]
+            return pa.array(values, pa.string())
+    values = series.astype("string").to_numpy(dtype=object, na_value="")
+    return pa.array(values, pa.string())
+
+
+# ---------------------------------------------------------------- reading
+def _is_blank(arr: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.equal(arr, ""), True)
+
+
+def _nonblank_bad(ok: pa.Array, blank: pa.Array) -> np.ndarray:
+    """Row positions that have a value which did not parse."""
+    bad = pc.and_(pc.invert(pc.fill_null(ok, False)), pc.invert(blank))
+    return np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+
+
+def _problems(positions, raw: pa.Array, column, row_numbers, check, message, hint):
+    if len(positions) == 0:
+        return []
+    values = raw.take(pa.array(positions, pa.int64())).to_pylist()
+    return [Problem(row=int(row_numbers[i]), column=column, value=v, check=check,
+                    message=message, hint=hint, severity=ERROR)
+            for i, v in zip(positions, values)]
+
+
+_INT_RE = r"^[+-]?\d{1,18}(\.0*)?$"
+_FLOAT_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def _coerce_int(arr, trimmed, blank, column, rows, enum: bool):
+    ok = pc.match_substring_regex(trimmed, _INT_RE)
+    clean = pc.replace_substring_regex(trimmed, r"^\+|\.0*$", "")
+    clean = pc.if_else(pc.fill_null(ok, False), clean, _NULL_STR)
+    values = pc.cast(clean, pa.int64())
+    if enum and column == "BillingType":
+        labels = {v.lower(): k for k, v in fields.BILLING_TYPES.items()}
+        lower = pc.utf8_lower(trimmed)
+        is_label = pc.fill_null(pc.is_in(lower, value_set=pa.array(list(labels))), False)
+        if pc.any(is_label).as_py():
+            mapped = pa.array([labels.get(v) if v is not None else None
+                               for v in lower.to_pylist()], pa.int64())
+            values = pc.if_else(is_label, mapped, values)
+            ok = pc.or_(pc.fill_null(ok, False), is_label)
+    bad = _nonblank_bad(ok, blank)
+    check = "enum_parses" if enum else "integer_parses"
+    message = "not a whole number" if not enum else "not a code number"
+    hint = ("write the code: " + ", ".join(f"{k} {v}" for k, v in fields.BILLING_TYPES.items())
+            if column == "BillingType" else "write a whole number, e.g. 123")
+    series = pd.Series(values.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), dtype="Int64")
+    return series, _problems(bad, arr, column, rows, check, message, hint)
+
+
+def _coerce_float(arr, trimmed, blank, column, rows):
+    ok = pc.match_substring_regex(trimmed, _FLOAT_RE)
+    clean = pc.if_else(pc.fill_null(ok, False), trimmed, _NULL_STR)
+    values = pc.cast(clean, pa.float64())
+    bad = _nonblank_bad(ok, blank)
+    series = pd.Series(values.to_numpy(zero_copy_only=False), dtype="Float64")
+    return series, _problems(bad, arr, column, rows, "number_parses", "not a number",
+                             "write a number with a dot for decimals, e.g. 12.50")
+
+
+def _coerce_bool(arr, trimmed, blank, column, rows):
+    lower = pc.utf8_lower(trimmed)
+    is_true = pc.fill_null(pc.is_in(lower, value_set=pa.array(TRUE_WORDS)), False)
+    is_false = pc.fill_null(pc.is_in(lower, value_set=pa.array(FALSE_WORDS)), False)
+    ok = pc.or_(is_true, is_false)
+    bad = _nonblank_bad(ok, blank)
+    t = is_true.to_numpy(zero_copy_only=False)
+    f = is_false.to_numpy(zero_copy_only=False)
+    out = pd.array(t, dtype="boolean")
+    out[~(t | f)] = pd.NA
+    return pd.Series(out), _problems(bad, arr, column, rows, "bool_parses", "not TRUE or FALSE",
+                                     "write TRUE or FALSE")
+
+
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_DATE_PATTERNS = (
+    # (regex with named groups y, m, d) in order of precedence
+    r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?:[ T]00:00(?::00(?:\.0+)?)?Z?)?$",
+    r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{4})(?: 0?0:00(?::00)?)?$",
+    r"^(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4})$",
+)
+
+
+def _ymd_from_regex(trimmed: pa.Array, pattern: str):
+    st = pc.extract_regex(trimmed, pattern)
+    valid = pc.is_valid(st)
+
+    def part(name):
+        text = pc.if_else(valid, pc.struct_field(st, name), _NULL_STR)
+        return pc.cast(text, pa.int64())
+
+    return part("y"), part("m"), part("d")
+
+
+def ymd_to_iso(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised: (valid mask, 'yyyy-MM-dd' strings) from year/month/day arrays (-1 = missing)."""
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    mm = np.clip(m, 0, 12)
+    dim = _DAYS_IN_MONTH[mm] + ((mm == 2) & leap)
+    valid = (y >= 1) & (y <= 9999) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= dim)
+    out = np.full(len(y), None, dtype=object)
+    if valid.any():
+        yy, mo, dd = y[valid], m[valid], d[valid]
+        # days since 1970-01-01 (Howard Hinnant's days_from_civil), then numpy formats them
+        yy2 = yy - (mo <= 2)
+        era = np.floor_divide(yy2, 400)
+        yoe = yy2 - era * 400
+        doy = (153 * (mo + np.where(mo > 2, -3, 9)) + 2) // 5 + dd - 1
+        doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+        days = era * 146097 + doe - 719468
+        out[valid] = days.astype("datetime64[D]").astype(str).astype(object)
+    return valid, out
+
+
+def _coerce_date(arr, trimmed, blank, column, rows, date_format):
+    n = len(arr)
+    y = np.full(n, -1, dtype=np.int64)
+    m = y.copy()
+    d = y.copy()
+    matched = np.zeros(n, dtype=bool)
+    patterns = _DATE_PATTERNS if not date_format else _DATE_PATTERNS[:1]
+    for pattern in patterns:
+        yy, mm, dd = _ymd_from_regex(trimmed, pattern)
+        hit = ~matched & ~pc.is_null(yy).to_numpy(zero_copy_only=False)
+        if hit.any():
+            y[hit] = yy.to_numpy(zero_copy_only=False)[hit]
+            m[hit] = mm.to_numpy(zero_copy_only=False)[hit]
+            d[hit] = dd.to_numpy(zero_copy_only=False)[hit]
+            matched |= hit
+    blank_np = blank.to_numpy(zero_copy_only=False)
+    if date_format:
+        rest = np.flatnonzero(~matched & ~blank_np)
+        if len(rest):
+            texts = pd.Series(trimmed.take(pa.array(rest)).to_pylist(), dtype=object)
+            parsed = pd.to_datetime(texts, format=date_format, errors="coerce")
+            ok = parsed.notna().to_numpy()
+            idx = rest[ok]
+            y[idx] = parsed.dt.year.to_numpy()[ok]
+            m[idx] = parsed.dt.month.to_numpy()[ok]
+            d[idx] = parsed.dt.day.to_numpy()[ok]
+    valid, out = ymd_to_iso(y, m, d)
+    bad = np.flatnonzero(~valid & ~blank_np)
+    hint = ("write the date as yyyy-MM-dd, e.g. 1990-03-05"
+            + (f" (or in the --date-format {date_format})" if date_format else
+               " (M/D/YYYY and D.M.YYYY are also read)"))
+    series = pd.Series(pd.array(out, dtype="string"))
+    return series, _problems(bad, arr, column, rows, "date_parses", "not a date", hint)
+
+
+def parse_instants(values: pd.Series) -> pd.Series:
+    """Strings → datetime64[ns, UTC] (NaT where unreadable)."""
+    out = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
+    retry = out.isna() & values.notna()
+    if retry.any():
+        out[retry] = pd.to_datetime(values[retry], format="mixed", utc=True, errors="coerce")
+    return out
+
+
+def _coerce_instant(arr, trimmed, blank, column, rows):
+    values = pd.Series(pc.if_else(blank, _NULL_STR, trimmed).to_numpy(zero_copy_only=False), dtype=object)
+    out = parse_instants(values)
+    ok = pa.array(out.notna().to_numpy())
+    bad = _nonblank_bad(ok, blank)
+    return out.astype("datetime64[ns, UTC]"), _problems(
+        bad, arr, column, rows, "instant_parses", "not a date and time",
+        "write it as ISO 8601 UTC, e.g. 2025-04-12T04:38:06.643Z")
+
+
+def _coerce_tags(arr, column, rows):
+    values = arr.to_pylist()
+    out, problems = [], []
+    for i, cell in enumerate(values):
+        try:
+            out.append(decode_tags(cell) if cell else [])
+        except TagsError:
+            out.append([])
+            problems.append(Problem(int(rows[i]), column, cell, "tags_decode",
+                                    "the tags cell ends with a lone backslash",
+                                    "write a backslash in a tag as \\\\ and a ; as \\;"))
+    series = pd.Series(out, dtype=object) if out else pd.Series([], dtype=object)
+    return series, problems
+
+
+def string_series(arr: pa.Array) -> pd.Series:
+    """Arrow strings → pandas ``string`` dtype, "" as NA."""
+    arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
+    return pd.Series(pd.StringDtype().__from_arrow__(arr))
+
+
+def coerce_column(arr: pa.Array, column: str, kind: str, *, row_numbers, formula_guard=True,
+                  date_format=None, guarded=True) -> tuple[pd.Series, list[Problem]]:
+    """A column of cells as text (arrow strings, null = empty) → typed Series and problems.
+
+    ``guarded`` says whether the file format carries the formula guard (CSV/XLSX yes,
+    Parquet no).
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if arr.type != pa.string():
+        arr = pc.cast(arr, pa.string())
+    if kind in TEXT_LIKE:
+        if formula_guard and guarded:
+            arr = _unguard_array(arr)
+        if kind == "tags":
+            return _coerce_tags(arr, column, row_numbers)
+        return string_series(arr), []
+    trimmed = pc.utf8_trim_whitespace(arr)
+    blank = _is_blank(trimmed)
+    if kind in ("int", "enum"):
+        return _coerce_int(arr, trimmed, blank, column, row_numbers, enum=kind == "enum")
+    if kind == "float":
+        return _coerce_float(arr, trimmed, blank, column, row_numbers)
+    if kind == "bool":
+        return _coerce_bool(arr, trimmed, blank, column, row_numbers)
+    if kind == "date":
+        return _coerce_date(arr, trimmed, blank, column, row_numbers, date_format)
+    if kind == "instant":
+        return _coerce_instant(arr, trimmed, blank, column, row_numbers)
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def coerce_columns(names, arrays, *, row_numbers, kinds=None, formula_guard=True,
+                   date_format=None, guarded=True) -> tuple[pd.DataFrame, list[Problem]]:
+    """Coerce every column of a text table; returns the typed frame and all cell problems."""
+    data, problems = {}, []
+    for name, arr in zip(names, arrays):
+        series, probs = coerce_column(arr, name, kind_for(name, kinds), row_numbers=row_numbers,
+                                      formula_guard=formula_guard, date_format=date_format,
+                                      guarded=guarded)
+        data[name] = series.reset_index(drop=True)
+        problems.extend(probs)
+    n = len(row_numbers)
+    frame = pd.DataFrame(data, index=pd.RangeIndex(n)) if data else pd.DataFrame(index=pd.RangeIndex(n))
+    return frame, problems
+
+
+# ---------------------------------------------------------------- comparison values
+def object_array(values: list) -> np.ndarray:
+    """A 1-d object array holding ``values`` as they are (tuples and lists stay cells)."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+def _is_na(value) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    if isinstance(value, np.generic) and pd.isna(value):
+        return True
+    return False
+
+
+def _instant_text(ts: pd.Timestamp) -> str:
+    ts = ts.tz_convert("UTC") if ts.tzinfo else ts.tz_localize("UTC")
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def normalized(column: str, value, *, kinds=None, date_format=None):
+    """The value used to decide "did this cell change?".
+
+    Accepts a typed value (from a frame) or raw cell text. Surrounding whitespace is
+    stripped, empty becomes None, phones are compared as IntakeQ stores them
+    (``fields.server_phone``), tags as a sorted tuple of distinct tags, numbers, bools
+    and dates in canonical form (int, float, bool, 'yyyy-MM-dd'), instants as ISO text.
+    Text that cannot be read as its kind is returned stripped (so it differs from any
+    valid value).
+    """
+    kind = kind_for(column, kinds)
+    if kind == "tags":
+        if isinstance(value, (list, tuple, np.ndarray)):
+            tags = [str(t).strip() for t in value]
+        elif _is_na(value):
+            tags = []
+        else:
+            try:
+                tags = decode_tags(str(value))
+            except TagsError:
+                return str(value).strip()
+        return tuple(sorted({t for t in tags if t}))
+    if _is_na(value):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "":
+            return None
+        if kind in ("text", "linked"):
+            return fields.server_phone(text) if fields.field_for(column).phone else text
+        series, probs = coerce_column(pa.array([text]), column, kind, row_numbers=[0],
+                                      formula_guard=False, date_format=date_format)
+        if probs:
+            return text
+        typed = series.iloc[0]
+        if isinstance(typed, str):  # dates stay 'yyyy-MM-dd' text once coerced
+            return typed.strip() or None
+        return normalized(column, typed, kinds=kinds)
+    if kind in ("int", "enum"):
+        f = float(value)
+        return int(f) if f.is_integer() else f
+    if kind == "float":
+        return float(value)
+    if kind == "bool":
+        return bool(value)
+    if kind == "date":
+        return _date_text(value) or None
+    if kind == "instant":
+        return _instant_text(pd.Timestamp(value))
+    if kind in ("text", "linked"):
+        return normalized(column, str(value), kinds=kinds)
+    return value
+
+
+def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None) -> pd.DataFrame:
+    """:func:`normalized` for whole typed columns at once (object columns; None = empty)."""
+    columns = list(df.columns if columns is None else columns)
+    out = {}
+    for column in columns:
+        s = df[column]
+        kind = kind_for(column, kinds)
+        if kind in ("text", "linked"):
+            arr = _to_arrow_strings(s) if not isinstance(s.dtype, pd.StringDtype) else \
+                pa.array(s.to_numpy(dtype=object, na_value=None), pa.string())
+            arr = pc.utf8_trim_whitespace(arr)
+            if fields.field_for(column).phone:
+                arr = pc.replace_substring_regex(arr, r"^\+", "")
+            arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
+            out[column] = arr.to_numpy(zero_copy_only=False).astype(object)
+        elif kind == "tags":
+            out[column] = object_array([normalized(column, v) for v in s.tolist()])
+        elif kind in ("int", "enum") and str(s.dtype) == "Int64":
+            vals = s.astype(object).to_numpy()
+            vals[pd.isna(s).to_numpy()] = None
+            out[column] = vals
+        elif kind == "bool" and str(s.dtype) == "boolean":
+            vals = s.astype(object).to_numpy()
+            vals[pd.isna(s).to_numpy()] = None
+            out[column] = vals
+        elif kind == "float" and str(s.dtype) == "Float64":
+            vals = s.astype(object).to_numpy()
+            vals[pd.isna(s).to_numpy()] = None
+            out[column] = vals
+        elif kind == "instant" and isinstance(s.dtype, pd.DatetimeTZDtype):
+            text = format_instants(s)
+            text[text == ""] = None
+            out[column] = text
+        elif kind == "date" and isinstance(s.dtype, pd.StringDtype):
+            arr = pc.utf8_trim_whitespace(pa.array(s.to_numpy(dtype=object, na_value=None), pa.string()))
+            arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
+            out[column] = arr.to_numpy(zero_copy_only=False).astype(object)
+        else:
+            out[column] = object_array([normalized(column, v, kinds=kinds) for v in s.tolist()])
+    return pd.DataFrame(out, index=df.index, columns=columns)
