@@ -20,6 +20,8 @@ from typing import Iterable
 
 import pandas as pd
 
+from .files import ensure_private_dir
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS applied (
     export_id TEXT NOT NULL, client_id INTEGER NOT NULL, field TEXT NOT NULL,
@@ -30,7 +32,7 @@ CREATE TABLE IF NOT EXISTS applied (
 
 
 def _connect(account_dir: Path) -> sqlite3.Connection:
-    account_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(account_dir)
     path = account_dir / "applied.sqlite"
     if not path.exists():
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -40,8 +42,13 @@ def _connect(account_dir: Path) -> sqlite3.Connection:
 
 
 def record(account_dir: Path, export_id: str | None, client_id: int, changes: Iterable) -> None:
-    """Remember the values a save sent (``changes``: objects with .field and .new)."""
-    if export_id is None:
+    """Remember the admin's values a save sent (``changes``: diff.Change objects).
+
+    Derived changes (Name following FirstName/LastName) are left out: the file's Name
+    cell was not edited, so the base must keep the Name the file still holds.
+    """
+    changes = [c for c in changes if not getattr(c, "derived", False)]
+    if export_id is None or not changes:
         return
     db = _connect(account_dir)
     try:

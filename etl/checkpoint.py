@@ -80,9 +80,11 @@ class Checkpoint:
         elif row[0] != identity:
             self.db.close()
             raise CheckpointMismatch(
-                f"the checkpoint {self.path} belongs to another input file or other options; "
-                "run again with --restart to start over (rows already applied are recognised "
-                "as unchanged), or pass --checkpoint with another path"
+                f"the checkpoint {self.path} belongs to another version of the input file (or "
+                "other reading options); run again with --restart to start over: rows already "
+                "applied are then recognised as unchanged, except new rows without email or phone "
+                "that were already created — give them their ClientId from the results file "
+                "first, or they are created again. Or pass --checkpoint with another path"
             )
 
     # ---------------------------------------------------------------- reading

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .files import ensure_private_dir  # noqa: F401  (re-exported for callers)
 
 DEFAULT_BASE_URL = "https://intakeq.com/api/v1/"
 DEFAULT_MAX_PER_MINUTE = 10
@@ -111,10 +112,3 @@ def check_base_url(url: str) -> None:
             "INTAKEQ_BASE_URL uses plain http to a remote host; use an https:// URL "
             "(the API key and health data only travel over TLS)"
         )
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it owner-only (0700)."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path

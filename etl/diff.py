@@ -70,6 +70,7 @@ class Change:
     field: str
     old: Any   # live value (typed)
     new: Any   # value to send (typed)
+    derived: bool = False   # not the admin's edit: Name following FirstName/LastName
 
 
 @dataclass
@@ -311,7 +312,7 @@ def _name_follows(changes: list[Change], edit: RowEdit, live_row: pd.Series) -> 
     name = " ".join(p for p in (first, last) if p)
     current = _value(live_row.get("Name"))
     if name and not _same("Name", current, name):
-        changes.append(Change("Name", current, name))
+        changes.append(Change("Name", current, name, derived=True))
 
 
 def _plan_create(edit: RowEdit, options: Options) -> RowPlan:
@@ -329,6 +330,23 @@ def _plan_create(edit: RowEdit, options: Options) -> RowPlan:
 
 def _matched_note(edit: RowEdit) -> str:
     return f"matched by {edit.matched_by}" if edit.matched_by else ""
+
+
+def same_client_rows(items) -> list[tuple[int, int, int]]:
+    """(first row, second row, ClientId) for every two rows that resolve to one client.
+
+    ``items`` are RowEdits or RowPlans (anything with ``row`` and ``client_id``).
+    """
+    seen: dict[int, int] = {}
+    pairs = []
+    for item in items:
+        if item.client_id is None:
+            continue
+        if item.client_id in seen:
+            pairs.append((seen[item.client_id], item.row, item.client_id))
+        else:
+            seen[item.client_id] = item.row
+    return pairs
 
 
 # --------------------------------------------------------------------------- bodies

@@ -32,12 +32,16 @@ TEMP_PREFIX = ".intakeq-etl-tmp-"
 
 
 def ensure_private_dir(path: Path | str) -> Path:
-    """Create ``path`` (and missing parents) and make ``path`` itself owner-only (0700).
+    """Create ``path`` and its missing parents owner-only (0700), and make ``path`` 0700.
 
-    An existing directory is made 0700 too: an export dir holds health data.
+    An existing directory is made 0700 too: an export dir holds health data. Existing
+    parents are left as they are.
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):        # folders this call creates are all owner-only
+        folder.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(folder, DIR_MODE)
     os.chmod(path, DIR_MODE)
     return path
 

@@ -6,6 +6,7 @@ and validated; a dry run sends reads only.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -19,10 +20,14 @@ import pandas as pd
 from . import applied
 from . import diff as D
 from .checkpoint import Checkpoint, RowState
-from .errors import ConfigError, ValidationFailed
+from .errors import BudgetExhausted, ConfigError, EtlError, ValidationFailed
 from .reports import RowResult
 
 PAGE = 100
+
+
+class Aborted(EtlError):
+    """The user declined the confirmation."""
 
 
 @dataclass
@@ -174,6 +179,10 @@ def find_base(source: Path, opts: ImportOptions, settings) -> Base:
 
     store = SnapshotStore(settings)
     wanted, how = None, ""
+    if opts.base and opts.base.lower() == "none":
+        return Base(None, None, "no base (--base none): comparing with live only (two-way); IntakeQ "
+                                "edits made since the file was produced would be overwritten for the "
+                                "columns it carries")
     if opts.base:
         candidate = Path(opts.base)
         if candidate.is_dir():
@@ -201,8 +210,9 @@ def find_base(source: Path, opts: ImportOptions, settings) -> Base:
         note = f" (the snapshot of export {wanted} is gone)" if wanted else ""
         return Base(frame, export_id, f"base: export {export_id}, the account's newest snapshot{note}",
                     _watermark(meta))
-    return Base(None, None, "no base: comparing with live only (two-way); IntakeQ edits made since "
-                            "the file was produced would be overwritten for the columns it carries")
+    gone = f"the snapshot of export {wanted} named by {how} is not in this state dir; " if wanted else ""
+    return Base(None, None, f"no base: {gone}comparing with live only (two-way); IntakeQ edits made "
+                            "since the file was produced would be overwritten for the columns it carries")
 
 
 def _manifest_export_id(path: Path) -> str | None:
@@ -258,6 +268,7 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
                 since = (base.watermark or datetime.now(timezone.utc)).date() - timedelta(days=1)
                 created = list(client.iter_clients(date_created_start=since))
                 universe += created
+                records.update({int(r["ClientId"]): r for r in created})   # full profiles too
                 how += f" + clients created since {since.isoformat()}"
             return Live(records, universe, how)
     everyone = list(client.iter_clients())
@@ -293,8 +304,10 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
 
     edits = D.find_edits(planning, base.frame, opts.diff_options())
+    _refuse_two_rows_for_one_client(source, edits)            # before any request
     live = fetch_live(client, edits, base)
     plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe)
+    _refuse_two_rows_for_one_client(source, plans)            # matches found in live; before any write
     known_by_row = {p.row: _known_ids(p, live.universe, base) for p in plans if p.action == D.CREATE}
     for p in plans:
         if p.action in (D.CONFLICT, D.FAILED, D.UNCHANGED):
@@ -304,6 +317,17 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
                         client.requests_sent - reads_before, [_describe(w) for w in warnings],
                         known_by_row, n_rows=len(table.frame))
     return prepared
+
+
+def _refuse_two_rows_for_one_client(source: Path, items) -> None:
+    pairs = D.same_client_rows(items)
+    if pairs:
+        first, second, cid = pairs[0]
+        more = f" (and {len(pairs) - 1} more pair(s))" if len(pairs) > 1 else ""
+        raise ValidationFailed(
+            f"{source}: rows {first} and {second} are the same client (ClientId {cid}; a row without "
+            f"ClientId matches a client by first name + email or phone){more}: keep one of them; "
+            "nothing was written")
 
 
 def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], checkpoint) -> int:
@@ -363,3 +387,92 @@ def estimate(prepared: Prepared, client, settings) -> dict:
         "remaining_today": remaining,
         "days": D.days_needed(writes, remaining, settings.max_per_day),
     }
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass
+class RunOutcome:
+    prepared: Prepared
+    results: dict[int, RowResult]
+    stopped_by: Exception | None = None     # BudgetExhausted or Interrupted
+    applied: bool = False                   # False: dry run, or nothing to write
+
+
+class Hooks:
+    """How a run talks to its caller (the CLI prints; a notebook may ignore)."""
+
+    def say(self, message: str) -> None: ...
+    def planned(self, prepared: Prepared, estimate: dict) -> None: ...
+    def confirm(self, estimate: dict) -> bool: return True
+    def row_done(self, plan: D.RowPlan) -> None: ...
+    def should_stop(self) -> bool: return False
+    def progress(self, total: int): return contextlib.nullcontext()
+
+
+def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
+               checkpoint: Checkpoint | None, dry_run: bool = False, wait: bool = False,
+               hooks: Hooks | None = None) -> RunOutcome:
+    """Plan, then apply; with ``wait``, sleep whenever the daily budget runs out and go on.
+
+    Each round plans afresh against live (rows the checkpoint holds as done are skipped),
+    so after a wait of hours nothing stale is sent: a save always carries the live
+    profile of that moment, and a client created before the wait is never created again.
+    """
+    from .applied import record as record_applied
+    from .load import apply_plan
+    from .reports import write_plan, write_results
+
+    hooks = hooks or Hooks()
+    clock = client.clock
+    confirmed = False
+    while True:
+        try:
+            prepared = prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say)
+        except BudgetExhausted as exc:
+            if not wait or exc.frees_at is None:
+                raise
+            _sleep_until(clock, exc.frees_at, hooks)
+            continue
+        write_plan(paths.plan, prepared.plans)
+        est = estimate(prepared, client, settings)
+        hooks.planned(prepared, est)
+        todo = prepared.todo
+        if dry_run or not todo:
+            if not dry_run:
+                write_results(paths.results, prepared.results.values())
+            return RunOutcome(prepared, dict(prepared.results))
+        if not confirmed:
+            if not hooks.confirm(est):
+                raise Aborted("nothing was sent")
+            confirmed = True
+        with hooks.progress(len(todo)) as bar:
+            def row_done(plan):
+                hooks.row_done(plan)
+                if bar is not None:
+                    bar.update(1)
+
+            outcome = apply_plan(
+                client, todo, checkpoint, tz=opts.timezone, clock=clock, should_stop=hooks.should_stop,
+                on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
+                on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
+                                                     plan.client_id, plan.changes))
+        results = dict(prepared.results)
+        results.update(outcome.results)
+        for plan in todo:
+            results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
+                                                   "not sent yet: run the same command again"))
+        write_results(paths.results, results.values())
+        stop = outcome.stopped_by
+        if isinstance(stop, BudgetExhausted) and wait and stop.frees_at is not None:
+            _sleep_until(clock, stop.frees_at, hooks)
+            continue
+        return RunOutcome(prepared, results, stop, applied=True)
+
+
+def _sleep_until(clock, epoch: float, hooks: Hooks) -> None:
+    from .errors import format_epoch
+
+    hooks.say(f"daily budget used up; waiting until {format_epoch(epoch)} (--wait)")
+    clock.sleep(max(1.0, epoch - clock.time() + 1.0))

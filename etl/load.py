@@ -11,8 +11,8 @@ Failures:
 * a transient failure (5xx, timeout, lost connection: ``TransientApiError``) leaves the
   effect uncertain, so the operation is verified against live and sent again only if
   it did not land (a few times; a re-run always retries the row);
-* ``BudgetExhausted`` stops the run cleanly (or, with ``wait``, sleeps until the budget
-  frees and goes on); a stop request (Ctrl-C) stops after the request in flight.
+* ``BudgetExhausted`` stops the run cleanly (``importer.run_import`` plans again after a
+  ``--wait``); a stop request (Ctrl-C) stops after the request in flight.
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ NOT_FOUND_PAUSE = 2.0
 class ApplyOutcome:
     results: dict[int, RowResult] = field(default_factory=dict)
     stopped_by: Exception | None = None      # BudgetExhausted or Interrupted
-    writes_sent: int = 0
 
 
 class _RowFailed(Exception):
@@ -44,37 +43,34 @@ class _RowFailed(Exception):
 
 
 def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str = "UTC",
-               wait: bool = False, clock=None, should_stop: Callable[[], bool] = lambda: False,
+               clock=None, should_stop: Callable[[], bool] = lambda: False,
                on_row: Callable[[RowPlan], None] = lambda plan: None,
                known_ids: Callable[[RowPlan], set[int]] = lambda plan: set(),
                on_saved: Callable[[RowPlan], None] = lambda plan: None) -> ApplyOutcome:
-    """Send every row's operations; returns each touched row's result."""
+    """Send every row's operations; returns each touched row's result.
+
+    Stops at the first ``BudgetExhausted`` (``stopped_by``): the row in hand stays in the
+    checkpoint as in flight or pending, and the caller plans again before going on
+    (after a wait, the bodies planned before it would be stale).
+    """
     clock = clock or SystemClock()
     outcome = ApplyOutcome()
-    todo = [p for p in plans if p.writes]
-    for plan in todo:
+    for plan in (p for p in plans if p.writes):
         if should_stop():
             outcome.stopped_by = Interrupted("stopped by Ctrl-C after the request in flight")
             break
-        while True:
-            try:
-                outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids,
-                                                       on_saved)
-                break
-            except BudgetExhausted as exc:
-                if wait and exc.frees_at is not None:
-                    clock.sleep(max(1.0, exc.frees_at - clock.time() + 1.0))
-                    continue
-                outcome.stopped_by = exc
-                break
-        on_row(plan)
-        if outcome.stopped_by is not None:
+        try:
+            outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids, on_saved)
+        except BudgetExhausted as exc:
+            outcome.stopped_by = exc
             break
+        finally:
+            on_row(plan)
     return outcome
 
 
 def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids, on_saved) -> RowResult:
-    fields = tuple(c.field for c in plan.changes)
+    fields = tuple(c.field for c in plan.changes) + (("Tags",) if plan.tag_adds or plan.tag_removes else ())
     try:
         client_id = plan.client_id
         if plan.action == CREATE:
@@ -150,8 +146,8 @@ def find_created(client, plan_or_values, known: set[int]) -> int | None:
     so a new one is recognised even when the row has no email or phone.
     """
     first, last = plan_or_values.name_key if isinstance(plan_or_values, RowPlan) else plan_or_values
-    query = " ".join(p for p in (first, last) if p)
-    found = [r for r in client.iter_clients(search=query)
+    # Search by the last name alone: the API matches it inside Name whatever Name holds.
+    found = [r for r in client.iter_clients(search=last or first)
              if _fold(r.get("FirstName")) == first and _fold(r.get("LastName")) == last
              and int(r["ClientId"]) not in known]
     return max(int(r["ClientId"]) for r in found) if found else None

@@ -207,8 +207,8 @@ def test_a_new_row_matching_an_existing_client_becomes_an_update_not_a_duplicate
     new_row = {k: "" for k in header}
     new_row.update(FirstName=existing["FirstName"], LastName=existing["LastName"],
                    Email=existing["Email"].upper(), City="Matchtown")
-    header2, rows2 = header, rows + [new_row]
-    write_rows(path, header2, rows2)
+    others = [r for r in rows if r is not existing]       # the client's own row is not in this file
+    write_rows(path, header, others + [new_row])
     count = len(sandbox.store.clients)
 
     result = import_(run_cli, path)
@@ -381,3 +381,56 @@ def test_an_unknown_column_is_named_and_never_sent(sandbox, run_cli, tmp_path):
     assert "Emial" in result.output
     assert writes(sandbox) == []
     assert sandbox.store.clients[target] == before
+
+
+def test_a_new_row_matching_a_client_that_also_has_its_own_row_is_an_error_naming_both(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    existing = next(r for r in rows if r["Email"] and r["FirstName"])
+    new_row = {k: "" for k in header}
+    new_row.update(FirstName=existing["FirstName"], LastName=existing["LastName"], Email=existing["Email"],
+                   City="Elsewhere")
+    write_rows(path, header, rows + [new_row])
+    sandbox.log.clear()
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 1
+    assert f"rows {rows.index(existing) + 2} and {len(rows) + 2} are the same client" in result.output
+    assert writes(sandbox) == []
+
+
+def test_reimporting_after_restart_keeps_the_name_that_followed_a_last_name_edit(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    row = next(r for r in rows if r["FirstName"] and r["LastName"])
+    row["LastName"] = "Renamed"
+    write_rows(path, header, rows)
+    assert import_(run_cli, path).exit_code == 0
+    cid = int(row["ClientId"])
+    assert sandbox.store.clients[cid]["Name"] == f"{row['FirstName']} Renamed"
+    sandbox.log.clear()
+
+    again = import_(run_cli, path, "--restart")
+
+    assert again.exit_code == 0, again.output
+    assert writes(sandbox) == []
+    assert sandbox.store.clients[cid]["Name"] == f"{row['FirstName']} Renamed"
+
+
+def test_after_restart_a_created_row_with_email_is_recognised_not_failed(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "Edited"
+    write_rows(path, header, rows + [{"FirstName": "Restart", "LastName": "Person",
+                                      "Email": "restart.person@example.org"}])
+    assert import_(run_cli, path).exit_code == 0
+    count = len(sandbox.store.clients)
+    sandbox.log.clear()
+
+    again = import_(run_cli, path, "--restart")
+
+    assert again.exit_code == 0, again.output
+    assert writes(sandbox) == []
+    assert len(sandbox.store.clients) == count
+    assert results_of(path)[len(rows) + 2]["status"] == "unchanged"

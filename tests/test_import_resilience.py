@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from etl.api import Ledger
+from etl.api import IntakeQClient, Ledger
+from etl.checkpoint import Checkpoint
+from etl.clock import FakeClock
+from etl.importer import ImportOptions, Paths, plan_identity, run_import
 from etl.sandbox import Faults
 
 from test_import import export_csv, read_rows, write_rows, results_of
@@ -57,7 +60,7 @@ def assert_account_is_exactly(sandbox, expect, n_before):
     assert len(clients) == n_before + len(expect["new"])
 
 
-def run_import(cli_env, path, *extra, env=None):
+def spawn_import(cli_env, path, *extra, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "etl", "import", str(path), "--yes", "--quiet", *extra],
         env={**os.environ, **cli_env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -82,7 +85,7 @@ def test_kill_minus_nine_at_random_moments_then_resume_gives_the_exact_account(s
     kills = 0
     for attempt in range(12):
         start_writes = writes_so_far(sandbox)
-        proc = run_import(cli_env, path)
+        proc = spawn_import(cli_env, path)
         deadline = time.monotonic() + 60
         while proc.poll() is None and writes_so_far(sandbox) == start_writes and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -97,7 +100,6 @@ def test_kill_minus_nine_at_random_moments_then_resume_gives_the_exact_account(s
         assert proc.returncode in (-signal.SIGKILL, 4), err
     assert proc.returncode == 0, err
     assert kills >= 1
-    print("kills", kills, "saves", saves_so_far(sandbox), "attempts", attempt + 1)
     assert_account_is_exactly(sandbox, expect, n_before)
     needed_saves = len(expect["city"]) + len(expect["new"])
     assert saves_so_far(sandbox) <= needed_saves + kills
@@ -155,3 +157,48 @@ def test_a_budget_stop_exits_75_and_the_same_command_finishes_the_job(sandbox, r
     finished = run_cli("import", path, "--yes", "--quiet")
     assert finished.exit_code == 0, finished.output
     assert_account_is_exactly(sandbox, expect, n_before)
+
+
+class StaffEditsWhileWeSleep(FakeClock):
+    """A fake clock whose first long sleep lets 'staff' edit the clients meanwhile."""
+
+    def __init__(self, start, on_long_sleep):
+        super().__init__(start)
+        self.on_long_sleep = on_long_sleep
+
+    def sleep(self, seconds):
+        if seconds > 3600 and self.on_long_sleep:
+            self.on_long_sleep()
+            self.on_long_sleep = None
+        super().sleep(seconds)
+
+
+def test_wait_sleeps_until_the_budget_frees_then_replans_so_nothing_stale_or_double_is_sent(
+        sandbox, run_cli, settings, tmp_path):
+    sandbox.reset(n_clients=30, seed=11)
+    path, expect = make_edits(run_cli, sandbox, tmp_path)
+    n_before = len(sandbox.store.clients)
+    ledger = Ledger.for_settings(settings)
+    used = ledger.usage().used_24h
+    ledger.close()
+    tight = settings.with_(max_per_day=used + 2 + 5)
+
+    def staff_edit_everyone():
+        for cid in expect["city"]:
+            sandbox.store.staff_edit(cid, Email=f"staff{cid}@example.org")
+
+    clock = StaffEditsWhileWeSleep(time.time(), staff_edit_everyone)
+    client = IntakeQClient(tight, clock=clock)
+    opts = ImportOptions()
+    paths = Paths.beside(path)
+    sandbox.log.clear()
+    with Checkpoint(paths.checkpoint, plan_identity(path, opts)) as cp:
+        run = run_import(client, tight, path, opts, paths, checkpoint=cp, wait=True)
+    client.close()
+
+    assert run.stopped_by is None
+    assert max(clock.slept) > 3600                       # it did wait for the budget
+    assert_account_is_exactly(sandbox, expect, n_before)
+    for cid in expect["city"]:                           # staff edits made during the wait are kept
+        assert sandbox.store.clients[cid]["Email"] == f"staff{cid}@example.org"
+    assert saves_so_far(sandbox) == len(expect["city"]) + len(expect["new"])

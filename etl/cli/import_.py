@@ -23,7 +23,8 @@ from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMism
               help="Per-change plan CSV  [default: beside FILE, .plan.csv]")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
               help="Validation report CSV  [default: beside FILE, .report.csv]")
-@click.option("--base", help="The export FILE came from: an export folder or an export id "
+@click.option("--base", help="The export FILE came from: an export folder or an export id; "
+                             "'none' for a two-way diff against live only  "
                              "[default: the manifest beside FILE, else the newest snapshot]")
 @click.option("--tags", type=click.Choice(["merge", "replace"]), default="merge", show_default=True,
               help="merge: add the cell's missing tags; replace: also remove tags deleted from the cell.")
@@ -58,10 +59,6 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     later, or use --wait); 130 interrupted.
     """
     from .. import importer as I
-    from ..checkpoint import Checkpoint
-    from ..load import apply_plan
-    from ..applied import record as record_applied
-    from ..reports import RowResult, write_plan, write_results
 
     app = ctx.obj
     opts = I.ImportOptions(tags=tags, blank=blank, prefer_file=prefer == "file", skip_invalid=skip_invalid,
@@ -70,45 +67,48 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report)
     settings = app.settings()
     settings.require_key()
-    identity = I.plan_identity(file, opts)
-    cp = _open_checkpoint(paths.checkpoint, identity, restart, dry_run)
+    cp = _open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart, dry_run)
     try:
-        client = app.client()
-        prepared = _with_budget_wait(wait, client, lambda: I.prepare(
-            client, settings, file, opts, paths, checkpoint=cp, echo=lambda m: click.echo(m, err=True)))
-        write_plan(paths.plan, prepared.plans)
-        est = I.estimate(prepared, client, settings)
-        _print_plan(prepared, est, paths, settings)
-        if dry_run:
-            click.echo("dry run: no write was sent", err=True)
-            return
-        if not prepared.todo:
-            click.echo("nothing to write: IntakeQ already matches the file", err=True)
-            write_results(paths.results, prepared.results.values())
-            ctx.exit(_exit_code(prepared.results.values()))
-        if sys.stdin.isatty() and not yes:
-            click.confirm(f"Send {est['writes']} write(s) to IntakeQ?", abort=True, err=True)
-        todo = prepared.todo
-        with _progress(len(todo), quiet) as bar, _stop_on_sigint() as stop:
-            outcome = apply_plan(client, todo, cp, tz=timezone, wait=wait, clock=getattr(client, "clock", None),
-                                 should_stop=stop, on_row=lambda plan: bar.update(1),
-                                 known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
-                                 on_saved=lambda plan: record_applied(
-                                     settings.account_dir, prepared.base.export_id, plan.client_id, plan.changes))
-        all_results = dict(prepared.results)
-        all_results.update(outcome.results)
-        for plan in todo:
-            if plan.row not in all_results:
-                all_results[plan.row] = RowResult(plan.row, plan.client_id, "pending", (),
-                                                  "not sent yet: run the same command again")
-        write_results(paths.results, all_results.values())
-        _print_summary(all_results.values(), paths)
-        if outcome.stopped_by is not None:
-            raise _stop_error(outcome.stopped_by, todo, all_results)
-        ctx.exit(_exit_code(all_results.values()))
+        hooks = _CliHooks(paths, settings, quiet=quiet, ask=sys.stdin.isatty() and not yes)
+        with _stop_on_sigint() as stop:
+            hooks.should_stop = stop
+            run = I.run_import(app.client(), settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
+                               wait=wait, hooks=hooks)
     finally:
         if cp is not None:
             cp.close()
+    if dry_run:
+        click.echo("dry run: no write was sent", err=True)
+        return
+    if not run.applied:
+        click.echo("nothing to write: IntakeQ already matches the file", err=True)
+    _print_summary(run.results.values(), paths)
+    if run.stopped_by is not None:
+        raise _stop_error(run.stopped_by, run.results)
+    ctx.exit(_exit_code(run.results.values()))
+
+
+class _CliHooks:
+    """The import's voice on the terminal: messages on stderr, a tqdm bar, the prompt."""
+
+    def __init__(self, paths, settings, *, quiet: bool, ask: bool):
+        self.paths, self.settings, self.quiet, self.ask = paths, settings, quiet, ask
+        self.should_stop = lambda: False
+
+    def say(self, message: str) -> None:
+        click.echo(message, err=True)
+
+    def planned(self, prepared, est: dict) -> None:
+        _print_plan(prepared, est, self.paths, self.settings)
+
+    def confirm(self, est: dict) -> bool:
+        return not self.ask or click.confirm(f"Send {est['writes']} write(s) to IntakeQ?", err=True)
+
+    def row_done(self, plan) -> None:
+        pass
+
+    def progress(self, total: int):
+        return _progress(total, self.quiet)
 
 
 def _open_checkpoint(path: Path, identity: str, restart: bool, dry_run: bool):
@@ -124,18 +124,6 @@ def _open_checkpoint(path: Path, identity: str, restart: bool, dry_run: bool):
                        err=True)
             return None
     return Checkpoint(path, identity, restart=restart)
-
-
-def _with_budget_wait(wait: bool, client, step):
-    clock = getattr(client, "clock", None)
-    while True:
-        try:
-            return step()
-        except BudgetExhausted as exc:
-            if not wait or exc.frees_at is None or clock is None:
-                raise
-            click.echo(f"daily budget used up; waiting until {format_epoch(exc.frees_at)} (--wait)", err=True)
-            clock.sleep(max(1.0, exc.frees_at - clock.time() + 1.0))
 
 
 def _print_plan(prepared, est: dict, paths, settings) -> None:
@@ -167,9 +155,9 @@ def _exit_code(results) -> int:
     return EXIT_ROWS_FAILED if any(r.status in bad for r in results) else EXIT_OK
 
 
-def _stop_error(reason: Exception, todo, results) -> EtlError:
-    left = sum(1 for p in todo if results[p.row].status == "pending")
-    done = len(todo) - left
+def _stop_error(reason: Exception, results) -> EtlError:
+    left = sum(1 for r in results.values() if r.status == "pending")
+    done = sum(1 for r in results.values() if r.status in ("created", "updated"))
     if isinstance(reason, BudgetExhausted):
         when = f" at {format_epoch(reason.frees_at)}" if reason.frees_at else " later"
         return BudgetExhausted(

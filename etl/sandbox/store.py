@@ -186,11 +186,18 @@ class Store:
                 return self.sorted_ids()
             found = self._cache.get(q)
             if found is None:
-                found = [i for i in self.sorted_ids() if _matches(self.clients[i], q)]
+                found = [i for i in self._candidates(q) if _matches(self.clients[i], q)]
                 if len(self._cache) >= 256:  # many distinct searches: start over
                     self._cache.clear()
                 self._cache[q] = found
             return found
+
+    def _candidates(self, q: Query) -> list[int]:
+        """Every sorted id, or just the one a numeric search names (an exact ClientId match)."""
+        s = q.search
+        if s is not None and s.isascii() and s.isdigit():
+            return [int(s)] if int(s) in self.clients else []
+        return self.sorted_ids()
 
     def page(self, q: Query, page: int, include_profile: bool, size: int = 100) -> list[dict]:
         with self.lock:
