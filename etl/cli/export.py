@@ -1,0 +1,111 @@
+"""``intakeq-etl export``: parse options, call :func:`etl.extract.export_clients`, report."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_OK, EtlError
+
+
+def _summary(result=None, *, status: int, error: str | None = None, out=None) -> dict:
+    """The one-line --json summary (no client data, no key)."""
+    if result is None:
+        return {"export_id": None, "mode": None, "rows": None, "requests": None, "files": [],
+                "out": str(out) if out else None, "status": "failed", "exit_status": status,
+                "error": error}
+    manifest = result.manifest
+    return {
+        "export_id": manifest["export_id"],
+        "mode": manifest["mode"],
+        "mode_reason": manifest["mode_reason"],
+        "rows": manifest["rows"],
+        "requests": manifest["requests"],
+        "files": [f["name"] for f in manifest["files"]] + (["manifest.json"] if result.out else []),
+        "out": str(result.out) if result.out else None,
+        "status": manifest["status"],
+        "warnings": manifest["warnings_total"],
+        "diagnoses": manifest.get("diagnoses"),
+        "exit_status": status,
+        "error": error,
+    }
+
+
+@click.command("export")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write clients.<ext>, manifest.json (and the others) to; "
+                   "created owner-only (0700).")
+@click.option("--format", "format_", type=click.Choice(["csv", "parquet", "xlsx"]),
+              default="csv", show_default=True, help="File format.")
+@click.option("--incremental", is_flag=True,
+              help="Fetch only what changed since the last export's snapshot (falls back to a "
+                   "full export, and says why, when there is none or it is over 9 days old).")
+@click.option("--full-refresh", is_flag=True,
+              help="With --incremental: do a full export anyway (e.g. weekly).")
+@click.option("--include-deleted", is_flag=True,
+              help="Also write deleted_clients.<ext> (IntakeQ keeps deleted clients 10 days).")
+@click.option("--include-diagnoses", is_flag=True,
+              help="Also write diagnoses.<ext>: one request per client, resumed across days "
+                   "when the daily budget runs out (exit 75).")
+@click.option("--columns", default=None, metavar="A,B,...",
+              help="Export only these columns (ClientId is always included).")
+@click.option("--search", default=None, help="The API's search filter (name, email or ClientId).")
+@click.option("--created-since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              metavar="YYYY-MM-DD", help="Only clients created on or after this date.")
+@click.option("--updated-since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              metavar="YYYY-MM-DD", help="Only clients updated on or after this date.")
+@click.option("--custom", multiple=True, metavar="FIELD=VALUE",
+              help="Custom-field filter (FieldId=value); repeatable.")
+@click.option("--external-id", default=None, help="Only the client with this ExternalClientId.")
+@click.option("--timezone", "timezone_", default="UTC", show_default=True,
+              help="The practice's timezone, for dates of birth (IANA name).")
+@click.option("--no-formula-guard", is_flag=True,
+              help="Do not prefix formula-like cells (=, +, -, @) with ' in CSV/XLSX.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no messages (errors only).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one machine-readable summary line on stdout.")
+@click.pass_context
+def export(ctx, out, format_, incremental, full_refresh, include_deleted, include_diagnoses,
+           columns, search, created_since, updated_since, custom, external_id, timezone_,
+           no_formula_guard, quiet, as_json):
+    """Export all clients to CSV, Parquet or XLSX (full or incremental).
+
+    Writes DIR/clients.<ext> and DIR/manifest.json (last) atomically and owner-only,
+    and keeps a snapshot in the state dir for the next --incremental run and for
+    the import. Exit 0 done; 1 error; 75 the daily budget ran out (nothing partial
+    written; run again when the message says).
+    """
+    from ..extract import export_clients, progress_default
+
+    app = ctx.obj
+
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    try:
+        client = app.client()
+        result = export_clients(
+            client, out=out, format=format_, incremental=incremental,
+            full_refresh=full_refresh, include_deleted=include_deleted,
+            include_diagnoses=include_diagnoses, columns=columns, search=search,
+            created_since=created_since, updated_since=updated_since, custom=list(custom),
+            external_id=external_id, timezone=timezone_, formula_guard=not no_formula_guard,
+            progress=(not quiet) and progress_default(), notify=say,
+        )
+    except EtlError as exc:
+        if as_json:
+            partial = getattr(exc, "result", None)
+            click.echo(json.dumps(_summary(partial, status=exc.exit_code, error=exc.message,
+                                           out=out)))
+            sys.stdout.flush()
+        raise
+    manifest = result.manifest
+    rows = manifest["rows"]
+    extra = "".join(f", {n} {k.replace('_', ' ')}" for k, n in rows.items() if k != "clients")
+    say(f"export {manifest['export_id']}: {manifest['mode']}, {rows['clients']} clients{extra}, "
+        f"{manifest['requests']} request(s) → {out}")
+    if as_json:
+        click.echo(json.dumps(_summary(result, status=EXIT_OK)))

@@ -1,0 +1,127 @@
+"""Per-client progress of the day-spanning diagnoses job (SQLite in the account's state dir).
+
+The API has one diagnoses request per client, so for most practices fetching them all
+takes more than a day's budget. Each client's answer is stored as soon as it arrives:
+
+    <account_dir>/diagnoses.sqlite
+      progress(client_id, fetched_at, client_updated, rows)
+        fetched_at      epoch seconds of the fetch
+        client_updated  the client's LastUpdateDate (epoch ms) when fetched
+        rows            the API's diagnoses list for the client, as JSON
+
+A client is *current* when it was fetched and has not been updated since
+(LastUpdateDate unchanged or older). The next run fetches, in order: clients never
+fetched, then clients updated since their last fetch; current ones are not fetched.
+The file holds health data: it is owner-only (0600) like everything in the state dir.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from .files import ensure_private_dir
+
+FILENAME = "diagnoses.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS progress (
+    client_id INTEGER PRIMARY KEY,
+    fetched_at REAL NOT NULL,
+    client_updated REAL,
+    rows TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class DiagnosesPlan:
+    """What a run has to fetch, in order, and what is already current."""
+
+    todo: list[int]          # never fetched first, then updated since their fetch
+    never_fetched: int
+    stale: int
+    current: int
+
+
+class DiagnosesProgress:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        ensure_private_dir(self.path.parent)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+        os.chmod(self.path, 0o600)
+        self._conn = sqlite3.connect(self.path, timeout=30.0)
+        self._conn.executescript(_SCHEMA)
+        self._conn.commit()
+
+    @classmethod
+    def for_settings(cls, settings) -> "DiagnosesProgress":
+        return cls(Path(settings.account_dir) / FILENAME)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- state -------------------------------------------------------------
+    def _known(self) -> dict[int, float | None]:
+        cur = self._conn.execute("SELECT client_id, client_updated FROM progress")
+        return {int(cid): updated for cid, updated in cur}
+
+    @staticmethod
+    def is_current(stored_updated: float | None, live_updated: float | None) -> bool:
+        if live_updated is None:
+            return True
+        if stored_updated is None:
+            return False
+        return float(live_updated) <= float(stored_updated)
+
+    def plan(self, clients: list[tuple[int, float | None]]) -> DiagnosesPlan:
+        """``clients``: (ClientId, LastUpdateDate epoch ms or None) of the exported clients."""
+        known = self._known()
+        never, stale, current = [], [], 0
+        for client_id, updated in sorted(clients, key=lambda c: c[0]):
+            if client_id not in known:
+                never.append(client_id)
+            elif self.is_current(known[client_id], updated):
+                current += 1
+            else:
+                stale.append(client_id)
+        return DiagnosesPlan(todo=never + stale, never_fetched=len(never), stale=len(stale),
+                             current=current)
+
+    def record(self, client_id: int, client_updated: float | None, rows: list[dict],
+               fetched_at: float) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO progress (client_id, fetched_at, client_updated, rows) "
+            "VALUES (?, ?, ?, ?)",
+            (int(client_id), float(fetched_at),
+             None if client_updated is None else float(client_updated),
+             json.dumps(rows, ensure_ascii=False, default=str)),
+        )
+        self._conn.commit()
+
+    def rows(self, client_ids) -> dict[int, list[dict]]:
+        """The stored diagnoses of the given clients that were ever fetched."""
+        wanted = {int(c) for c in client_ids}
+        out = {}
+        for cid, rows in self._conn.execute("SELECT client_id, rows FROM progress"):
+            if int(cid) in wanted:
+                out[int(cid)] = json.loads(rows)
+        return out
+
+    def forget_except(self, client_ids) -> int:
+        """Drop progress of clients no longer in the account (after a complete export)."""
+        keep = {int(c) for c in client_ids}
+        gone = [cid for cid in self._known() if cid not in keep]
+        self._conn.executemany("DELETE FROM progress WHERE client_id = ?", [(c,) for c in gone])
+        self._conn.commit()
+        return len(gone)

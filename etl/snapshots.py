@@ -1,0 +1,189 @@
+"""Per-account snapshots of what each export exported, by export id.
+
+Every export (full or incremental) stores its typed clients frame here, with every
+column even when ``--columns`` narrowed the file:
+
+    <account_dir>/snapshots/<export_id>.parquet   the typed clients frame
+    <account_dir>/snapshots/<export_id>.json      meta: watermark (ISO UTC) and
+                                                  watermark_epoch, complete, timezone,
+                                                  custom-field labels, base URL, rows
+
+The import loads one as the *base* of a file that came from that export
+(``SnapshotStore.load(export_id)``); an incremental export starts from the newest
+complete one (``SnapshotStore.newest()``). Files are owner-only (0600, dir 0700) and
+only the last few are kept (plus the newest complete one, so a run of filtered
+exports never forces the next incremental run into a full one).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from . import fields
+from .errors import EtlError
+from .files import atomic_path, discard, ensure_private_dir, write_json_atomic
+
+KEEP = 5
+_ID_RE = re.compile(r"^[A-Za-z0-9T_.-]{1,80}$")
+
+
+class SnapshotNotFound(EtlError):
+    """No snapshot of that export id in this account's state dir."""
+
+
+def conform_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give every column its registry dtype (a Parquet round trip or a concat can lose it).
+
+    Tags come back from Parquet as arrays: they are made lists of str again.
+    """
+    frame = frame.copy()
+    for column in frame.columns:
+        kind = fields.kind_of(column)
+        if kind == "tags":
+            frame[column] = [_as_tag_list(v) for v in frame[column]]
+            continue
+        dtype = fields.KIND_DTYPES[kind]
+        if kind == "instant":
+            series = frame[column]
+            if not isinstance(series.dtype, pd.DatetimeTZDtype):
+                series = pd.to_datetime(series, utc=True)
+            frame[column] = series.dt.tz_convert("UTC").astype(dtype)
+        elif str(frame[column].dtype) != dtype:
+            frame[column] = frame[column].astype(dtype)
+    return frame
+
+
+def watermark_epoch(meta: dict) -> float | None:
+    """The snapshot's watermark (the run's start) as epoch seconds.
+
+    Meta stores it twice: ``watermark`` (ISO 8601 UTC, for people and the import) and
+    ``watermark_epoch``; either is enough.
+    """
+    raw = meta.get("watermark_epoch")
+    if raw is None:
+        raw = meta.get("watermark")
+    if raw is None:
+        return None
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _as_tag_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, float) and value != value:  # NaN
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in list(value)]
+
+
+class SnapshotStore:
+    """Snapshots of one account: ``SnapshotStore(settings)`` or ``SnapshotStore(path=...)``."""
+
+    def __init__(self, settings=None, *, path: Path | None = None, keep: int = KEEP):
+        if path is None:
+            if settings is None:
+                raise TypeError("SnapshotStore needs settings or path")
+            path = Path(settings.account_dir) / "snapshots"
+        self.path = Path(path)
+        self.keep = keep
+
+    # -- paths -------------------------------------------------------------
+    def _check_id(self, export_id: str) -> str:
+        if not isinstance(export_id, str) or not _ID_RE.match(export_id):
+            raise SnapshotNotFound(f"not an export id: {export_id!r}")
+        return export_id
+
+    def frame_path(self, export_id: str) -> Path:
+        return self.path / f"{self._check_id(export_id)}.parquet"
+
+    def meta_path(self, export_id: str) -> Path:
+        return self.path / f"{self._check_id(export_id)}.json"
+
+    # -- write -------------------------------------------------------------
+    def save(self, export_id: str, frame: pd.DataFrame, meta: dict) -> Path:
+        """Store ``frame`` and ``meta`` (the meta last: a snapshot without one is ignored)."""
+        ensure_private_dir(self.path.parent)
+        ensure_private_dir(self.path)
+        target = self.frame_path(export_id)
+        frame = frame.reset_index(drop=True)
+        with atomic_path(target) as tmp:
+            frame.to_parquet(tmp, engine="pyarrow", index=False)
+        meta = {**meta, "export_id": export_id, "rows": int(len(frame)),
+                "columns": [str(c) for c in frame.columns]}
+        write_json_atomic(self.meta_path(export_id), meta)
+        self.prune()
+        return target
+
+    def prune(self) -> list[str]:
+        """Keep the newest ``keep`` snapshots and the newest complete one; remove the rest."""
+        entries = self.list()
+        keep_ids = {export_id for export_id, _ in entries[: self.keep]}
+        complete = [export_id for export_id, meta in entries if meta.get("complete")]
+        if complete:
+            keep_ids.add(complete[0])
+        removed = []
+        for export_id, _ in entries:
+            if export_id not in keep_ids:
+                discard(self.meta_path(export_id))
+                discard(self.frame_path(export_id))
+                removed.append(export_id)
+        return removed
+
+    # -- read --------------------------------------------------------------
+    def list(self) -> list[tuple[str, dict]]:
+        """Every snapshot with its meta, newest first (by watermark, then id)."""
+        if not self.path.is_dir():
+            return []
+        out = []
+        for meta_file in self.path.glob("*.json"):
+            export_id = meta_file.stem
+            if not _ID_RE.match(export_id) or not (self.path / f"{export_id}.parquet").exists():
+                continue
+            try:
+                meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            out.append((export_id, meta))
+        out.sort(key=lambda item: (watermark_epoch(item[1]) or 0.0, item[0]), reverse=True)
+        return out
+
+    def newest(self, *, complete_only: bool = True) -> tuple[str, dict] | None:
+        for export_id, meta in self.list():
+            if complete_only and not meta.get("complete"):
+                continue
+            return export_id, meta
+        return None
+
+    def exists(self, export_id: str) -> bool:
+        if not isinstance(export_id, str) or not _ID_RE.match(export_id):
+            return False
+        return self.frame_path(export_id).exists() and self.meta_path(export_id).exists()
+
+    def load_meta(self, export_id: str) -> dict:
+        path = self.meta_path(export_id)
+        if not path.exists():
+            raise SnapshotNotFound(
+                f"no snapshot of export {export_id} in {self.path} (only the last {self.keep} "
+                "exports are kept)")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def load(self, export_id: str) -> tuple[pd.DataFrame, dict]:
+        """The typed frame and meta of export ``export_id``."""
+        meta = self.load_meta(export_id)
+        frame = pd.read_parquet(self.frame_path(export_id), engine="pyarrow")
+        return conform_frame(frame), meta

@@ -1,0 +1,502 @@
+"""Export, end to end through the CLI against the sandbox, plus the library directly.
+
+Request counts are read from the sandbox's own request log. No test sleeps for a rate
+limit: the sandbox fixture has its limits off and the CLI gets huge INTAKEQ_* limits;
+tests that make the client retry use a FakeClock.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from etl import fields
+from etl.clock import FakeClock
+from etl.manifest import load_manifest, verify_manifest
+from etl.snapshots import SnapshotStore
+
+DAY = 86_400
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+def pages(n: int) -> int:
+    """Requests to page n records: ⌈n/100⌉, one more only when n % 100 == 0."""
+    return n // 100 + 1
+
+
+def client_gets(sandbox, **query_has) -> list:
+    out = []
+    for entry in sandbox.requests("GET", "clients"):
+        q = {k.lower(): v for k, v in entry.query.items()}
+        if all((q.get(k.lower()) == v) if v is not None else (k.lower() in q)
+               for k, v in query_has.items()):
+            out.append(entry)
+    return out
+
+
+def diagnoses_gets(sandbox) -> list:
+    return [e for e in sandbox.log if e.path.rstrip("/").endswith("/diagnoses")]
+
+
+def age_account(sandbox, days: float = 30) -> None:
+    """Move every client's DateCreated/LastUpdateDate back, so that 'recent' means 'edited
+    by the test'."""
+    old = (time.time() - days * DAY) * 1000.0
+    for client_id in list(sandbox.store.clients):
+        sandbox.store.staff_edit(client_id, LastUpdateDate=old, DateCreated=old)
+
+
+def ok(result):
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def snapshot_store(settings) -> SnapshotStore:
+    return SnapshotStore(settings)
+
+
+# -- full export -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [20, 100, 250])
+def test_full_export_costs_ceil_n_over_100_requests(sandbox, run_cli, tmp_path, n):
+    sandbox.reset(n_clients=n)
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--quiet"))
+    assert len(sandbox.log) == pages(n)                        # nothing else fetched
+    assert len(client_gets(sandbox, includeProfile="true")) == pages(n)
+    frame = pd.read_csv(out / "clients.csv", dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    assert len(frame) == n
+    ids = [int(x) for x in frame["ClientId"]]
+    assert ids == sorted(ids) == sorted(sandbox.store.clients)
+    manifest = load_manifest(out)
+    assert manifest["rows"]["clients"] == n
+    assert manifest["requests"] == pages(n)
+    assert manifest["mode"] == "full"
+
+
+def test_export_files_are_private_and_manifest_checksums_match(sandbox, run_cli, tmp_path,
+                                                             settings):
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--include-deleted", "--quiet"))
+    assert mode_of(out) == 0o700
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["clients.csv", "deleted_clients.csv", "manifest.json"]
+    for path in out.iterdir():
+        assert mode_of(path) == 0o600, path.name
+    assert verify_manifest(out) == []
+    manifest = load_manifest(out)
+    assert {f["name"] for f in manifest["files"]} == {"clients.csv", "deleted_clients.csv"}
+    # snapshot: owner-only, in the account's state dir, named by the export id
+    snap_dir = settings.account_dir / "snapshots"
+    assert mode_of(snap_dir) == 0o700
+    assert (snap_dir / f"{manifest['export_id']}.parquet").exists()
+    for path in snap_dir.iterdir():
+        assert mode_of(path) == 0o600
+
+
+def test_manifest_has_what_it_should_and_no_client_data_or_key(sandbox, run_cli, tmp_path):
+    sandbox.store.staff_edit(5, Email="not-an-email")   # a schema problem in the API's data
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--quiet"))
+    text = (out / "manifest.json").read_text()
+    manifest = json.loads(text)
+    for key in ("export_id", "tool_version", "schema_version", "started", "finished",
+                "base_url", "rows", "requests", "files", "custom_fields", "warnings",
+                "watermark"):
+        assert key in manifest, key
+    assert manifest["started"].endswith("Z") and manifest["finished"].endswith("Z")
+    assert {c["id"] for c in manifest["custom_fields"]} == {
+        f["FieldId"] for f in sandbox.store.custom_fields}
+    assert all(c["label"] for c in manifest["custom_fields"])
+    assert sandbox.api_key not in text
+    for record in sandbox.store.clients.values():
+        for name in ("FirstName", "LastName", "Email", "Phone"):
+            value = record.get(name)
+            if value and len(str(value)) > 3:
+                assert str(value) not in text, name
+    # the client failing validation is still exported and listed by id and check only
+    assert any(w["client_id"] == 5 for w in manifest["warnings"]), manifest["warnings"]
+    assert "not-an-email" not in text
+    frame = pd.read_csv(out / "clients.csv", dtype=str, encoding="utf-8-sig")
+    assert "5" in set(frame["ClientId"])
+
+
+def test_json_summary_line(sandbox, run_cli, tmp_path):
+    out = tmp_path / "exports"
+    result = ok(run_cli("export", "--out", out, "--json", "--quiet"))
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["exit_status"] == 0
+    assert summary["mode"] == "full"
+    assert summary["rows"]["clients"] == 20
+    assert summary["requests"] == 1
+    assert "clients.csv" in summary["files"] and "manifest.json" in summary["files"]
+    assert summary["export_id"] == load_manifest(out)["export_id"]
+
+
+def test_columns_narrow_the_file_but_not_the_snapshot(sandbox, run_cli, tmp_path, settings):
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--columns", "Email,LastName", "--quiet"))
+    header = (out / "clients.csv").read_text(encoding="utf-8-sig").splitlines()[0]
+    assert header == "ClientId,Email,LastName"
+    manifest = load_manifest(out)
+    assert manifest["columns"] == ["ClientId", "Email", "LastName"]
+    frame, meta = snapshot_store(settings).load(manifest["export_id"])
+    assert "FirstName" in frame.columns and len(frame) == 20
+    assert meta["complete"] is True
+
+
+def test_unknown_column_is_refused(sandbox, run_cli, tmp_path):
+    out = tmp_path / "exports"
+    result = run_cli("export", "--out", out, "--columns", "Emial")
+    assert result.exit_code == 1
+    assert "Emial" in result.output
+    assert not (out / "clients.csv").exists()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "xlsx"])
+def test_other_formats(sandbox, run_cli, tmp_path, fmt):
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--format", fmt, "--quiet"))
+    assert (out / f"clients.{fmt}").exists()
+    assert verify_manifest(out) == []
+    from etl.codec import read_table
+
+    table = read_table(out / f"clients.{fmt}")
+    assert len(table.frame) == 20
+
+
+def test_filters_map_to_the_api_and_mark_the_snapshot_incomplete(sandbox, run_cli, tmp_path,
+                                                                 settings):
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--search", "smith", "--custom", "sotc=x",
+               "--created-since", "2020-01-02", "--external-id", "EXT-1", "--quiet"))
+    (entry,) = sandbox.requests("GET", "clients")
+    q = entry.query
+    assert q["search"] == "smith" and q["custom.sotc"] == "x"
+    assert q["dateCreatedStart"] == "2020-01-02" and q["externalClientId"] == "EXT-1"
+    manifest = load_manifest(out)
+    assert manifest["filters"]["search"] == "smith"
+    assert snapshot_store(settings).load(manifest["export_id"])[1]["complete"] is False
+    assert snapshot_store(settings).newest() is None     # not a base for --incremental
+
+
+def test_incremental_with_filters_is_refused_before_any_request(sandbox, run_cli, tmp_path):
+    result = run_cli("export", "--out", tmp_path / "x", "--incremental", "--search", "a")
+    assert result.exit_code == 1
+    assert "--incremental" in result.output
+    assert sandbox.log == []
+
+
+def test_sandbox_option_works_with_an_empty_state_dir(tmp_path, run_cli):
+    state = tmp_path / "fresh-state"
+    out = tmp_path / "exports"
+    env = {"INTAKEQ_ETL_STATE_DIR": str(state), "INTAKEQ_API_KEY": "",
+           "INTAKEQ_BASE_URL": "", "INTAKEQ_MAX_PER_MINUTE": "", "INTAKEQ_MAX_PER_DAY": ""}
+    result = ok(run_cli("--sandbox", "export", "--out", out, env=env))
+    assert "export" in result.output
+    manifest = load_manifest(out)
+    assert manifest["rows"]["clients"] == 300
+    assert manifest["requests"] == pages(300)          # 300 % 100 == 0: one empty page
+
+
+# -- incremental ---------------------------------------------------------------------------
+
+def test_incremental_costs_updated_pages_plus_one_plus_deleted_pages(sandbox, run_cli,
+                                                                      tmp_path):
+    sandbox.reset(n_clients=250)
+    age_account(sandbox)
+    ok(run_cli("export", "--out", tmp_path / "a", "--incremental", "--quiet"))
+    assert load_manifest(tmp_path / "a")["mode"] == "full"          # no snapshot yet
+    sandbox.log.clear()
+    for client_id in (3, 77, 190):
+        sandbox.store.staff_edit(client_id, City="Springfield")
+    result = ok(run_cli("export", "--out", tmp_path / "b", "--incremental"))
+    assert "incremental" in result.output
+    updated = client_gets(sandbox, dateUpdatedStart=None)
+    created = client_gets(sandbox, dateCreatedStart=None)
+    deleted = client_gets(sandbox, deletedOnly="true")
+    assert len(updated) == pages(3) and len(created) == pages(0) and len(deleted) == pages(0)
+    assert len(sandbox.log) == 3                  # ⌈3/100⌉ + 1 + one deleted page
+    manifest = load_manifest(tmp_path / "b")
+    assert manifest["mode"] == "incremental" and manifest["requests"] == 3
+    assert manifest["rows"]["clients"] == 250
+
+
+def test_incremental_equals_full_after_creates_updates_and_deletes(sandbox, run_cli, tmp_path):
+    sandbox.reset(n_clients=120)
+    age_account(sandbox)
+    ok(run_cli("export", "--out", tmp_path / "first", "--quiet"))
+    store = sandbox.store
+    store.staff_edit(4, City="Elsewhere", Tags=["new;tag", "x"], custom={"sotc": "=1+1"})
+    store.staff_edit(50, Email="changed@example.com", Archived=True)
+    store.add_client(FirstName="Nova", LastName="Created", Email="nova@example.com")
+    store.add_client(FirstName="Ada", LastName="Later", LastUpdateDate=None)
+    store.delete_client(7)
+    store.delete_client(4)                         # updated, then deleted
+    sandbox.log.clear()
+    ok(run_cli("export", "--out", tmp_path / "inc", "--incremental", "--quiet",
+               "--include-deleted"))
+    inc_requests = len(sandbox.log)
+    ok(run_cli("export", "--out", tmp_path / "full", "--quiet"))
+    inc = (tmp_path / "inc" / "clients.csv").read_bytes()
+    full = (tmp_path / "full" / "clients.csv").read_bytes()
+    assert inc == full
+    assert load_manifest(tmp_path / "inc")["mode"] == "incremental"
+    # deletedOnly pages were fetched once, and reused for deleted_clients.csv
+    assert inc_requests == 3
+    deleted = pd.read_csv(tmp_path / "inc" / "deleted_clients.csv", dtype=str,
+                          encoding="utf-8-sig")
+    assert sorted(int(x) for x in deleted["ClientId"]) == [4, 7]
+    # and once more in parquet, from the snapshot of the incremental run
+    ok(run_cli("export", "--out", tmp_path / "inc2", "--incremental", "--format", "parquet",
+               "--quiet"))
+    ok(run_cli("export", "--out", tmp_path / "full2", "--format", "parquet", "--quiet"))
+    a = pd.read_parquet(tmp_path / "inc2" / "clients.parquet")
+    b = pd.read_parquet(tmp_path / "full2" / "clients.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_incremental_falls_back_to_full_when_the_snapshot_is_too_old(sandbox, run_cli,
+                                                                     tmp_path, settings):
+    ok(run_cli("export", "--out", tmp_path / "a", "--quiet"))
+    store = snapshot_store(settings)
+    export_id, meta = store.newest()
+    meta_path = store.meta_path(export_id)
+    meta["watermark_epoch"] = time.time() - 10 * DAY
+    meta_path.write_text(json.dumps(meta))
+    sandbox.log.clear()
+    result = ok(run_cli("export", "--out", tmp_path / "b", "--incremental"))
+    assert "more than 9" in result.output
+    manifest = load_manifest(tmp_path / "b")
+    assert manifest["mode"] == "full" and "days old" in manifest["mode_reason"]
+    assert len(sandbox.log) == 1
+
+
+def test_incremental_redoes_a_full_export_when_custom_fields_changed(sandbox, run_cli,
+                                                                   tmp_path, settings):
+    age_account(sandbox)
+    ok(run_cli("export", "--out", tmp_path / "a", "--quiet"))
+    store = snapshot_store(settings)
+    export_id, meta = store.newest()
+    meta["custom_fields"] = {"retired": "A field the practice deleted"}
+    store.meta_path(export_id).write_text(json.dumps(meta))
+    sandbox.store.staff_edit(2, City="Moved")
+    sandbox.log.clear()
+    result = ok(run_cli("export", "--out", tmp_path / "b", "--incremental"))
+    assert "custom fields changed" in result.output
+    manifest = load_manifest(tmp_path / "b")
+    assert manifest["mode"] == "full"
+    assert "retired" not in {c["id"] for c in manifest["custom_fields"]}
+    # the deleted pages already fetched were not fetched again
+    assert len(client_gets(sandbox, deletedOnly="true")) == 1
+
+
+def test_bad_timezone_is_refused_before_any_request(sandbox, run_cli, tmp_path):
+    result = run_cli("export", "--out", tmp_path / "x", "--timezone", "Mars/Olympus")
+    assert result.exit_code == 1
+    assert "timezone" in result.output
+    assert sandbox.log == []
+
+
+def test_full_refresh_forces_a_full_export(sandbox, run_cli, tmp_path):
+    ok(run_cli("export", "--out", tmp_path / "a", "--quiet"))
+    ok(run_cli("export", "--out", tmp_path / "b", "--incremental", "--full-refresh", "--quiet"))
+    manifest = load_manifest(tmp_path / "b")
+    assert manifest["mode"] == "full" and "--full-refresh" in manifest["mode_reason"]
+
+
+# -- failures leave the previous export intact -------------------------------------------
+
+def _snapshot_dir(out: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_budget_exhausted_mid_way_exits_75_and_leaves_the_previous_export(sandbox, run_cli,
+                                                                          tmp_path):
+    sandbox.reset(n_clients=250)
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--quiet"))        # 3 requests in the ledger
+    before = _snapshot_dir(out)
+    sandbox.store.staff_edit(1, City="Changed")
+    result = run_cli("export", "--out", out, "--json", env={"INTAKEQ_MAX_PER_DAY": "5"})
+    assert result.exit_code == 75, result.output
+    assert "budget" in result.output and "frees up" in result.output
+    assert "nothing was written" in result.output
+    assert _snapshot_dir(out) == before                    # no partial or temp file either
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["exit_status"] == 75
+
+
+def test_server_errors_mid_way_leave_the_previous_export(sandbox, settings, tmp_path):
+    from etl.api import IntakeQClient
+    from etl.errors import ApiError
+    from etl.extract import export_clients
+    from etl.sandbox import Faults
+
+    sandbox.reset(n_clients=250)
+    out = tmp_path / "exports"
+    export_clients(settings, out=out, progress=False)
+    before = _snapshot_dir(out)
+
+    class FailsAfterFirstPage(IntakeQClient):
+        def iter_pages(self, **query):
+            for n, page in enumerate(super().iter_pages(**query)):
+                yield page
+                if n == 0:   # the server breaks down after the first page
+                    sandbox.configure(faults=Faults(seed=3, fail_before=1.0))
+
+    client = FailsAfterFirstPage(settings, clock=FakeClock())   # retries back off instantly
+    with pytest.raises(ApiError):
+        export_clients(client, out=out, progress=False)
+    assert any(e.status == 503 for e in sandbox.log)
+    assert _snapshot_dir(out) == before
+
+
+def test_a_failed_write_leaves_no_temp_file(sandbox, settings, tmp_path, monkeypatch):
+    from etl import extract
+    from etl.extract import export_clients
+
+    out = tmp_path / "exports"
+    export_clients(settings, out=out, progress=False)
+    before = _snapshot_dir(out)
+
+    def broken_save(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(extract.SnapshotStore, "save", broken_save)
+    with pytest.raises(OSError):
+        export_clients(settings, out=out, progress=False)
+    assert _snapshot_dir(out) == before
+
+
+# -- deleted clients -------------------------------------------------------------------------
+
+def test_include_deleted_writes_deleted_clients(sandbox, run_cli, tmp_path):
+    sandbox.store.delete_client(3)
+    sandbox.store.delete_client(11)
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--include-deleted", "--quiet"))
+    assert len(client_gets(sandbox, deletedOnly="true")) == 1
+    assert len(sandbox.log) == 2
+    deleted = pd.read_csv(out / "deleted_clients.csv", dtype=str, encoding="utf-8-sig")
+    assert sorted(int(x) for x in deleted["ClientId"]) == [3, 11]
+    clients = pd.read_csv(out / "clients.csv", dtype=str, encoding="utf-8-sig")
+    assert len(clients) == 18 and "3" not in set(clients["ClientId"])
+    assert load_manifest(out)["rows"]["deleted_clients"] == 2
+
+
+# -- diagnoses ----------------------------------------------------------------------------
+
+def _diagnoses_expected(sandbox) -> int:
+    return sum(len(sandbox.store.diagnoses.get(i, [])) for i in sandbox.store.clients)
+
+
+def test_diagnoses_span_days_exit_75_then_resume(sandbox, run_cli, tmp_path):
+    out = tmp_path / "exports"
+    # budget: 1 clients page + 5 diagnoses
+    result = run_cli("export", "--out", out, "--include-diagnoses", "--json",
+                     env={"INTAKEQ_MAX_PER_DAY": "6"})
+    assert result.exit_code == 75, result.output
+    assert "still to fetch" in result.output
+    assert len(diagnoses_gets(sandbox)) == 5
+    manifest = load_manifest(out)
+    assert manifest["status"] == "diagnoses_incomplete"
+    assert manifest["diagnoses"]["current"] == 5 and manifest["diagnoses"]["remaining"] == 15
+    assert verify_manifest(out) == []
+    assert (out / "clients.csv").exists() and (out / "diagnoses.csv").exists()
+    first_ids = sorted(int(e.path.split("/")[-2]) for e in diagnoses_gets(sandbox))
+    assert first_ids == [1, 2, 3, 4, 5]                     # never fetched first, by id
+
+    sandbox.log.clear()                                     # the next day: budget back
+    ok(run_cli("export", "--out", out, "--include-diagnoses", "--quiet"))
+    assert len(diagnoses_gets(sandbox)) == 15               # only the rest
+    manifest = load_manifest(out)
+    assert manifest["status"] == "complete"
+    assert manifest["diagnoses"] == {**manifest["diagnoses"], "current": 20, "remaining": 0}
+    diag = pd.read_csv(out / "diagnoses.csv", dtype=str, encoding="utf-8-sig")
+    assert list(diag.columns) == list(fields.DIAGNOSIS_COLUMNS)
+    assert len(diag) == _diagnoses_expected(sandbox)
+
+    sandbox.log.clear()                                     # nothing changed: nothing fetched
+    ok(run_cli("export", "--out", out, "--include-diagnoses", "--quiet"))
+    assert diagnoses_gets(sandbox) == []
+
+    sandbox.store.set_diagnoses(9, [{"Code": "F41.1", "Description": "Anxiety",
+                                     "Date": "2024-01-02T00:00:00Z"}])
+    sandbox.store.staff_edit(9, City="Updated")            # updated since its fetch
+    sandbox.log.clear()
+    ok(run_cli("export", "--out", out, "--include-diagnoses", "--quiet"))
+    assert [e.path.split("/")[-2] for e in diagnoses_gets(sandbox)] == ["9"]
+    diag = pd.read_csv(out / "diagnoses.csv", dtype=str, encoding="utf-8-sig")
+    assert list(diag.loc[diag["ClientId"] == "9", "Code"]) == ["F41.1"]
+
+
+# -- library -------------------------------------------------------------------------------
+
+def test_library_returns_frames_without_writing_files(sandbox, settings, tmp_path):
+    from etl import export_clients
+
+    messages = []
+    result = export_clients(settings, progress=False, notify=messages.append,
+                            include_deleted=True)
+    assert result.out is None and result.files == []
+    assert len(result.clients) == 20
+    assert str(result.clients["ClientId"].dtype) == "Int64"
+    assert result.deleted is not None and len(result.deleted) == 0
+    assert result.manifest["requests"] == 2
+    assert any("full export" in m for m in messages)
+    # the snapshot was stored: the next incremental run builds on it
+    again = export_clients(settings, progress=False, incremental=True)
+    assert again.mode == "incremental"
+    pd.testing.assert_frame_equal(again.clients, result.clients)
+
+
+# -- snapshots ------------------------------------------------------------------------------
+
+def test_snapshot_store_round_trip_newest_and_retention(sandbox, settings):
+    from etl.extract import export_clients
+
+    frame = export_clients(settings, progress=False, save_snapshot=False).clients
+    store = SnapshotStore(settings)
+    for i in range(7):
+        store.save(f"2026010{i}T000000Z-aaaaa{i}", frame,
+                   {"watermark": 1_700_000_000 + i, "complete": i < 2})
+    ids = [export_id for export_id, _ in store.list()]
+    # the newest 5 kept, plus the newest complete one (i == 1)
+    assert ids == [f"2026010{i}T000000Z-aaaaa{i}" for i in (6, 5, 4, 3, 2, 1)]
+    assert store.newest()[0] == "20260101T000000Z-aaaaa1"
+    assert store.newest(complete_only=False)[0] == "20260106T000000Z-aaaaa6"
+    loaded, meta = store.load("20260106T000000Z-aaaaa6")
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert meta["rows"] == len(frame)
+    from etl.snapshots import SnapshotNotFound
+
+    with pytest.raises(SnapshotNotFound):
+        store.load("20250101T000000Z-ffffff")
+    with pytest.raises(SnapshotNotFound):
+        store.load("../../etc/passwd")
+
+
+def test_atomic_path_removes_the_temp_file_on_failure(tmp_path):
+    from etl.files import atomic_path, write_text_atomic
+
+    target = tmp_path / "d" / "f.txt"
+    target.parent.mkdir()
+    write_text_atomic(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new, half writ")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+    assert mode_of(target) == 0o600
