@@ -202,3 +202,28 @@ def test_wait_sleeps_until_the_budget_frees_then_replans_so_nothing_stale_or_dou
     for cid in expect["city"]:                           # staff edits made during the wait are kept
         assert sandbox.store.clients[cid]["Email"] == f"staff{cid}@example.org"
     assert saves_so_far(sandbox) == len(expect["city"]) + len(expect["new"])
+
+
+def test_ctrl_c_stops_after_the_request_in_flight_and_the_same_command_resumes(sandbox, run_cli, cli_env, tmp_path):
+    sandbox.reset(n_clients=30, seed=12)
+    path, expect = make_edits(run_cli, sandbox, tmp_path)
+    n_before = len(sandbox.store.clients)
+    sandbox.configure(faults=Faults(seed=1, write_latency=0.3))
+    sandbox.log.clear()
+    proc = spawn_import(cli_env, path)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and writes_so_far(sandbox) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "run the same command again" in err
+    statuses = Counter(r["status"] for r in results_of(path).values())
+    assert statuses["pending"] > 0
+
+    sandbox.configure(faults=Faults())
+    finished = run_cli("import", path, "--yes", "--quiet")
+    assert finished.exit_code == 0, finished.output
+    assert_account_is_exactly(sandbox, expect, n_before)
