@@ -1,4 +1,4 @@
-"""What imports have written on top of an export: the base moves with our own edits.
+"""What imports have written: the base moves with our own edits; creates are remembered.
 
 A three-way merge compares IntakeQ now with the base to tell staff edits from the
 admin's. Without this record, a value an earlier import wrote would look like a staff
@@ -23,6 +23,9 @@ import pandas as pd
 from .files import ensure_private_dir
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS created (
+    client_id INTEGER PRIMARY KEY, first TEXT NOT NULL, last TEXT NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS applied (
     export_id TEXT NOT NULL, client_id INTEGER NOT NULL, field TEXT NOT NULL,
     value TEXT, at REAL NOT NULL,
@@ -89,3 +92,29 @@ def _plain(v):
 
 def _typed(v):
     return pd.NA if v is None else v
+
+
+def record_created(account_dir: Path, client_id: int, first: str, last: str) -> None:
+    """Remember a client an import created (casefolded names), so that a later import of
+    the same row without email or phone — its checkpoint lost or restarted — finds it
+    instead of creating it again."""
+    db = _connect(account_dir)
+    try:
+        db.execute("INSERT OR REPLACE INTO created VALUES (?, ?, ?, ?)",
+                   (int(client_id), first or "", last or "", time.time()))
+    finally:
+        db.close()
+
+
+def created_names(account_dir: Path) -> dict[tuple[str, str], set[int]]:
+    """(first, last) → ClientIds of the clients imports created in this account."""
+    if not (account_dir / "applied.sqlite").exists():
+        return {}
+    db = _connect(account_dir)
+    try:
+        out: dict[tuple[str, str], set[int]] = {}
+        for cid, first, last in db.execute("SELECT client_id, first, last FROM created"):
+            out.setdefault((first, last), set()).add(int(cid))
+        return out
+    finally:
+        db.close()

@@ -236,15 +236,20 @@ def _two_way_row(file, pos, row, cid, writable, has_tags, options):
 
 
 def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Options(),
-              *, live_frame: pd.DataFrame | None = None, universe: Iterable[dict] = ()) -> list[RowPlan]:
+              *, live_frame: pd.DataFrame | None = None, universe: Iterable[dict] = (),
+              created_before: dict[tuple[str, str], set[int]] | None = None) -> list[RowPlan]:
     """Edits vs live → one RowPlan per edit.
 
     ``live`` maps ClientId → the live API profile of every client an edit names.
-    ``universe`` is every live client known (for matching new rows by IntakeQ's rule:
-    first name + email, or first name + phone).
+    ``universe`` is every live client known (full profiles), for matching new rows by
+    IntakeQ's rule: first name + email, or first name + phone. ``created_before`` maps
+    (first, last) names (casefolded) to clients earlier imports created: a new row with
+    neither email nor phone and such a name is that client, not a second one.
     """
     from .codec import clients_to_frame
 
+    universe = list(universe)
+    live = {**{int(r["ClientId"]): r for r in universe}, **live}
     if live_frame is None:
         live_frame = clients_to_frame(list(live.values()), tz=options.tz)
     live_typed = _index_by_client_id(live_frame)
@@ -253,6 +258,11 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
     for edit in edits:
         if edit.client_id is None and edit.needs_live:
             cid, how = matcher.find_values(edit.values)
+            if cid is None:
+                cid, how, clash = _created_earlier(edit.values, created_before or {}, live)
+                if clash:
+                    plans.append(RowPlan(edit.row, None, CONFLICT, message=clash))
+                    continue
             if cid is not None:
                 edit.client_id, edit.matched_by = cid, "IntakeQ: " + how
         if edit.client_id is None:
@@ -265,6 +275,24 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
         else:
             plans.append(_plan_update(edit, live[edit.client_id], live_typed.loc[edit.client_id], options))
     return plans
+
+
+def _created_earlier(values: dict, created: dict, live: dict) -> tuple[int | None, str | None, str | None]:
+    """A new row without email or phone, named like a client an earlier import created.
+
+    Returns (ClientId, how, None) for exactly one such live client, (None, None, message)
+    when several, else (None, None, None).
+    """
+    if _fold(values.get("Email")) or _digits(values.get("Phone")):
+        return None, None, None
+    ids = sorted(i for i in created.get((_fold(values.get("FirstName")), _fold(values.get("LastName"))), ())
+                 if i in live)
+    if len(ids) == 1:
+        return ids[0], "an earlier import created a client with this name", None
+    if len(ids) > 1:
+        return None, None, (f"earlier imports created {len(ids)} clients with this name (ClientIds "
+                            f"{', '.join(map(str, ids))}): put the right ClientId in the row")
+    return None, None, None
 
 
 def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options: Options) -> RowPlan:
@@ -332,8 +360,8 @@ def _matched_note(edit: RowEdit) -> str:
     return f"matched by {edit.matched_by}" if edit.matched_by else ""
 
 
-def same_client_rows(items) -> list[tuple[int, int, int]]:
-    """(first row, second row, ClientId) for every two rows that resolve to one client.
+def same_client_rows(items) -> list[tuple[int, int, str]]:
+    """(first row, second row, what) for every two rows that resolve to one client.
 
     ``items`` are RowEdits or RowPlans (anything with ``row`` and ``client_id``).
     """
@@ -343,9 +371,26 @@ def same_client_rows(items) -> list[tuple[int, int, int]]:
         if item.client_id is None:
             continue
         if item.client_id in seen:
-            pairs.append((seen[item.client_id], item.row, item.client_id))
+            pairs.append((seen[item.client_id], item.row, f"ClientId {item.client_id}"))
         else:
             seen[item.client_id] = item.row
+    return pairs
+
+
+def same_new_client_rows(plans) -> list[tuple[int, int, str]]:
+    """Two creates IntakeQ would merge (same first name + email, or + phone): the second
+    save would replace the first client's profile with its own."""
+    seen = _MatchIndex()
+    pairs = []
+    for plan in plans:
+        if getattr(plan, "action", None) != CREATE or not plan.body:
+            continue
+        body = plan.body
+        found, how = seen.find_values(body)
+        if found is not None:
+            pairs.append((found, plan.row, f"new client, same {how}"))
+        else:
+            seen.add(plan.row, body.get("FirstName"), body.get("Email"), body.get("Phone"))
     return pairs
 
 

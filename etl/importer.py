@@ -7,6 +7,7 @@ and validated; a dry run sends reads only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,7 +38,7 @@ class ImportOptions:
     prefer_file: bool = False
     skip_invalid: bool = False
     base: str | None = None          # export dir or export id
-    timezone: str = "UTC"
+    timezone: str | None = None      # None: the base export's timezone, else UTC
     format: str | None = None
     encoding: str | None = None
     date_format: str | None = None
@@ -85,6 +86,8 @@ class Base:
     export_id: str | None
     how: str                           # said to the user
     watermark: datetime | None = None
+    complete: bool = False             # an unfiltered export: every client of the account is in it
+    timezone: str | None = None        # the export's --timezone (its dates of birth are in it)
 
 
 @dataclass
@@ -99,6 +102,7 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
     known_by_row: dict[int, set[int]] = field(default_factory=dict)
     n_rows: int = 0
+    timezone: str = "UTC"
 
     @property
     def todo(self) -> list[D.RowPlan]:
@@ -199,7 +203,7 @@ def find_base(source: Path, opts: ImportOptions, settings) -> Base:
         if loaded is not None:
             frame, meta = loaded
             frame = applied.overlay(settings.account_dir, wanted, frame)
-            return Base(frame, wanted, f"base: export {wanted} (from {how})", _watermark(meta))
+            return _base(frame, wanted, f"base: export {wanted} (from {how})", meta)
         if opts.base:
             raise ConfigError(f"--base {opts.base}: no snapshot of export {wanted} in the state dir")
     newest = store.newest()
@@ -208,11 +212,16 @@ def find_base(source: Path, opts: ImportOptions, settings) -> Base:
         frame, meta = store.load(export_id)
         frame = applied.overlay(settings.account_dir, export_id, frame)
         note = f" (the snapshot of export {wanted} is gone)" if wanted else ""
-        return Base(frame, export_id, f"base: export {export_id}, the account's newest snapshot{note}",
-                    _watermark(meta))
+        return _base(frame, export_id, f"base: export {export_id}, the account's newest snapshot{note}", meta)
     gone = f"the snapshot of export {wanted} named by {how} is not in this state dir; " if wanted else ""
     return Base(None, None, f"no base: {gone}comparing with live only (two-way); IntakeQ edits made "
                             "since the file was produced would be overwritten for the columns it carries")
+
+
+def _base(frame, export_id: str, how: str, meta: dict) -> Base:
+    meta = meta or {}
+    return Base(frame, export_id, how, _watermark(meta), complete=bool(meta.get("complete")),
+                timezone=meta.get("timezone"))
 
 
 def _manifest_export_id(path: Path) -> str | None:
@@ -254,7 +263,9 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
     has_new = any(e.client_id is None for e in need)
     if not need and not ids:
         return Live({}, [], "no live data needed")
-    if base.frame is not None:
+    # New rows are matched against every client (IntakeQ would match a create to one we do
+    # not know and replace its whole profile), so a filtered base cannot serve them.
+    if base.frame is not None and (base.complete or not has_new):
         full_cost = len(base.frame) // PAGE + 1
         if len(ids) <= full_cost:
             records = {}
@@ -273,7 +284,8 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
             return Live(records, universe, how)
     everyone = list(client.iter_clients())
     records = {int(r["ClientId"]): r for r in everyone}
-    why = "many rows changed" if base.frame is not None else "no base"
+    why = ("no base" if base.frame is None else "new rows, and the base export was filtered"
+           if has_new and not base.complete else "many rows changed")
     return Live(records, everyone, f"full pull of all clients ({why})")
 
 
@@ -284,11 +296,12 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
             checkpoint: Checkpoint | None, echo: Callable[[str], None] = print) -> Prepared:
     """Everything up to the plan: reads only (no write is sent)."""
     source = Path(source)
+    base = find_base(source, opts, settings)            # local files only: no request
+    opts = dataclasses.replace(opts, timezone=opts.timezone or base.timezone or "UTC")
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
     for w in warnings:
         echo(f"warning: {_describe(w)}")
     identity = plan_identity(source, opts)
-    base = find_base(source, opts, settings)
     echo(base.how)
 
     settled: dict[int, RowResult] = {}
@@ -306,26 +319,26 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     edits = D.find_edits(planning, base.frame, opts.diff_options())
     _refuse_two_rows_for_one_client(source, edits)            # before any request
     live = fetch_live(client, edits, base)
-    plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe)
+    plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe,
+                        created_before=applied.created_names(settings.account_dir))
     _refuse_two_rows_for_one_client(source, plans)            # matches found in live; before any write
     known_by_row = {p.row: _known_ids(p, live.universe, base) for p in plans if p.action == D.CREATE}
     for p in plans:
         if p.action in (D.CONFLICT, D.FAILED, D.UNCHANGED):
             settled.setdefault(p.row, RowResult(p.row, p.client_id, "conflict" if p.action == D.CONFLICT
                                                 else p.action, (), p.message))
-    prepared = Prepared(source, identity, plans, settled, base, live.strategy,
-                        client.requests_sent - reads_before, [_describe(w) for w in warnings],
-                        known_by_row, n_rows=len(table.frame))
-    return prepared
+    return Prepared(source, identity, plans, settled, base, live.strategy,
+                    client.requests_sent - reads_before, [_describe(w) for w in warnings],
+                    known_by_row, n_rows=len(table.frame), timezone=opts.timezone)
 
 
 def _refuse_two_rows_for_one_client(source: Path, items) -> None:
-    pairs = D.same_client_rows(items)
+    pairs = D.same_client_rows(items) + D.same_new_client_rows(items)
     if pairs:
         first, second, cid = pairs[0]
         more = f" (and {len(pairs) - 1} more pair(s))" if len(pairs) > 1 else ""
         raise ValidationFailed(
-            f"{source}: rows {first} and {second} are the same client (ClientId {cid}; a row without "
+            f"{source}: rows {first} and {second} are the same client ({cid}; a row without "
             f"ClientId matches a client by first name + email or phone){more}: keep one of them; "
             "nothing was written")
 
@@ -454,7 +467,9 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
                     bar.update(1)
 
             outcome = apply_plan(
-                client, todo, checkpoint, tz=opts.timezone, clock=clock, should_stop=hooks.should_stop,
+                client, todo, checkpoint, tz=prepared.timezone, clock=clock, should_stop=hooks.should_stop,
+                on_created=lambda plan: applied.record_created(settings.account_dir, plan.client_id,
+                                                               *plan.name_key),
                 on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
                 on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
                                                      plan.client_id, plan.changes))

@@ -46,7 +46,8 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
                clock=None, should_stop: Callable[[], bool] = lambda: False,
                on_row: Callable[[RowPlan], None] = lambda plan: None,
                known_ids: Callable[[RowPlan], set[int]] = lambda plan: set(),
-               on_saved: Callable[[RowPlan], None] = lambda plan: None) -> ApplyOutcome:
+               on_saved: Callable[[RowPlan], None] = lambda plan: None,
+               on_created: Callable[[RowPlan], None] = lambda plan: None) -> ApplyOutcome:
     """Send every row's operations; returns each touched row's result.
 
     Stops at the first ``BudgetExhausted`` (``stopped_by``): the row in hand stays in the
@@ -60,7 +61,8 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
             outcome.stopped_by = Interrupted("stopped by Ctrl-C after the request in flight")
             break
         try:
-            outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids, on_saved)
+            outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids, on_saved,
+                                                   on_created)
         except BudgetExhausted as exc:
             outcome.stopped_by = exc
             break
@@ -69,12 +71,14 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
     return outcome
 
 
-def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids, on_saved) -> RowResult:
+def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids, on_saved,
+               on_created=lambda plan: None) -> RowResult:
     fields = tuple(c.field for c in plan.changes) + (("Tags",) if plan.tag_adds or plan.tag_removes else ())
     try:
         client_id = plan.client_id
         if plan.action == CREATE:
             client_id = _create(client, plan, cp, clock, known_ids(plan))
+            on_created(plan)
         elif plan.body is not None:
             _save(client, plan, cp, tz)
             on_saved(plan)

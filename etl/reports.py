@@ -36,8 +36,8 @@ def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> P
         with open(tmp, "w", newline="", encoding="utf-8-sig") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
-            for r in rows:
-                writer.writerow(["" if v is None else v for v in r])
+            for r in rows:   # values are the admin's data: guarded as in exports
+                writer.writerow(["" if v is None else guard(v) if isinstance(v, str) and v else v for v in r])
     return Path(path)
 
 

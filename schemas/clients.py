@@ -30,11 +30,11 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
 from etl import fields
 from etl.codec.model import ERROR, WARNING, Problem
+from schemas import failure_cases
 
 # A permissive email: a local part (quoted, or anything without '@'), an @, then a domain
 # without spaces. Quotes and '+' pass; IntakeQ's own check is unknown, so stay loose.
@@ -211,11 +211,9 @@ def _pandera_problems(df: pd.DataFrame, row_numbers) -> list[Problem]:
     global _COLUMN_SCHEMA
     if _COLUMN_SCHEMA is None:
         _COLUMN_SCHEMA = _column_schema()
-    try:
-        _COLUMN_SCHEMA.validate(df, lazy=True)
+    cases = failure_cases(_COLUMN_SCHEMA, df)
+    if cases is None:
         return []
-    except SchemaErrors as exc:
-        cases = exc.failure_cases
     problems = []
     for case in cases.itertuples(index=False):
         check = str(case.check)
@@ -323,6 +321,13 @@ def validate_clients(frame: pd.DataFrame, *, row_numbers=None) -> list[Problem]:
 
 
 def validate_table(table) -> list[Problem]:
-    """A read Table's cell problems plus :func:`validate_clients` of its frame."""
-    return sorted(list(table.problems) + validate_clients(table.frame, row_numbers=table.row_numbers),
+    """A read Table's cell problems plus :func:`validate_clients` of its frame.
+
+    A row whose ClientId cell could not be read is not a new client: the new-client
+    checks (names, contact) are not reported for it, only the unreadable ClientId.
+    """
+    bad_id = {p.row for p in table.problems if p.column == "ClientId" and p.is_error}
+    schema = [p for p in validate_clients(table.frame, row_numbers=table.row_numbers)
+              if not (p.row in bad_id and p.check.startswith("new_client_"))]
+    return sorted(list(table.problems) + schema,
                   key=lambda p: (p.row or 0, p.severity != ERROR, p.column or "", p.check))

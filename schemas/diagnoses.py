@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
 from etl.codec.model import ERROR, Problem
+from schemas import failure_cases
 
 
 class DiagnosesSchema(pa.DataFrameModel):
@@ -39,11 +39,9 @@ def validate_diagnoses(frame: pd.DataFrame, *, row_numbers=None) -> list[Problem
     """Errors of a typed diagnoses frame as Problems with spreadsheet rows."""
     df = frame.reset_index(drop=True)
     rows = np.arange(len(df), dtype=np.int64) + 2 if row_numbers is None else np.asarray(row_numbers)
-    try:
-        DiagnosesSchema.validate(df, lazy=True)
+    cases = failure_cases(DiagnosesSchema, df)
+    if cases is None:
         return []
-    except SchemaErrors as exc:
-        cases = exc.failure_cases
     problems = []
     for case in cases.itertuples(index=False):
         index = case.index

@@ -381,3 +381,33 @@ def test_normalized_frame_matches_scalar(frame):
     assert norm.loc[0, "Tags"] == ("a;b", "back\\slash", "new")
     assert norm.loc[1, "Email"] is None
     assert np.all(norm.index == frame.index)
+
+
+# ---------------------------------------------------------------- review findings (fixed)
+@pytest.mark.parametrize("date_format", ["%Q", "%H:%M", "no directive"])
+def test_unusable_date_format_is_a_config_error(tmp_path, date_format):
+    """--date-format %Q used to crash with a ValueError (a traceback in a crash log)."""
+    path = tmp_path / "d.csv"
+    path.write_text("ClientId,DateOfBirth\n1,05/03/1990\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="--date-format"):
+        read_table(path, date_format=date_format)
+
+
+@pytest.mark.parametrize("column,a,b", [
+    ("custom.FirstVisitDate", "7/1/2026", "2026-07-01"),        # Excel US re-save of a text date
+    ("custom.FirstVisitDate", "01.07.2026", "2026-07-01"),
+    ("custom.FirstVisitDate", "2026-07-01 00:00:00", "2026-07-01"),
+    ("AdditionalInformation", "line 1\nline 2", "line 1\r\nline 2"),  # a cell's CRLF re-saved as LF
+    ("custom.sotc", "a\r\nb", "a\nb"),
+])
+def test_normalized_equates_spreadsheet_resaved_text(column, a, b):
+    assert normalized(column, a) == normalized(column, b)
+    frame = pd.DataFrame({column: pd.array([a, b], dtype="string")})
+    norm = normalized_frame(frame)[column].tolist()
+    assert norm[0] == norm[1] == normalized(column, a)
+
+
+def test_normalized_custom_dates_still_see_real_changes():
+    assert normalized("custom.FirstVisitDate", "7/2/2026") != normalized("custom.FirstVisitDate", "2026-07-01")
+    assert normalized("custom.sotc", "13/45/2026") == "13/45/2026"      # not a date: text as is
+    assert normalized("FirstName", "7/1/2026") == "7/1/2026"             # only custom fields

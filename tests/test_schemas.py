@@ -140,3 +140,15 @@ def test_diagnoses_schema():
     assert validate_diagnoses(frame) == []
     frame.loc[0, "ClientId"] = -1
     assert [p.check for p in validate_diagnoses(frame)] == ["client_id_positive"]
+
+
+def test_unreadable_client_id_is_not_reported_as_a_new_client(tmp_path):
+    """A ClientId cell Excel turned into #VALUE! is one error, not also 'a new client needs names'."""
+    from schemas.clients import validate_table
+    from etl.codec import read_table
+
+    path = tmp_path / "c.csv"
+    path.write_text("ClientId,FirstName,LastName\n#VALUE!,Ana,\n,Bo,\n", encoding="utf-8")
+    problems = validate_table(read_table(path))
+    assert [(p.row, p.check) for p in problems if p.row == 2] == [(2, "integer_parses")]
+    assert (3, "new_client_needs_name") in [(p.row, p.check) for p in problems]

@@ -143,3 +143,12 @@ def test_help_mentions_options(run):
     for option in ("--report", "--format", "--encoding", "--date-format", "--timezone",
                    "--no-formula-guard"):
         assert option in result.output
+
+
+def test_bad_date_format_is_one_line_not_a_crash(run, tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("ClientId,FirstName,LastName,DateOfBirth\n1,Ana,Lee,05/03/1990\n", encoding="utf-8")
+    result = run(path, "--date-format", "%Q")
+    assert result.exit_code == 1
+    assert "--date-format" in result.output and "Traceback" not in result.output
+    assert "bug" not in result.output and not (tmp_path / "state" / "logs").exists()

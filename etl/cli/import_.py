@@ -36,7 +36,8 @@ from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMism
 @click.option("--wait", is_flag=True, help="When the daily budget runs out, sleep until it frees and go on.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (only asked on a terminal).")
 @click.option("--restart", is_flag=True, help="Discard the checkpoint and start over.")
-@click.option("--timezone", default="UTC", show_default=True, help="The practice's timezone, for dates of birth.")
+@click.option("--timezone", default=None,
+              help="The practice's timezone, for dates of birth  [default: the export's, else UTC]")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]),
               help="Input format  [default: from the extension]")
 @click.option("--encoding", help="CSV text encoding  [default: utf-8, BOM accepted]")

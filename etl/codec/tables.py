@@ -9,6 +9,7 @@ from ..errors import InputError
 from .files import format_of
 from .model import Table
 from .records import zone
+from .text import check_date_format
 
 
 def write_table(df: pd.DataFrame, path, *, format: str | None = None, formula_guard: bool = True,
@@ -46,6 +47,7 @@ def read_table(path, *, format: str | None = None, encoding: str | None = None,
     path = Path(path)
     fmt = format_of(path, format)
     zone(tz)
+    check_date_format(date_format)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import fields
+from ..errors import ConfigError
 from .model import ERROR, Problem
 
 GUARD_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -368,13 +369,13 @@ def ymd_to_iso(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> tuple[np.ndarray,
     return valid, out
 
 
-def _coerce_date(arr, trimmed, blank, column, rows, date_format):
-    n = len(arr)
+def _match_dates(trimmed: pa.Array, patterns=_DATE_PATTERNS):
+    """(y, m, d, matched) arrays for cells written in one of ``patterns`` (-1 = no match)."""
+    n = len(trimmed)
     y = np.full(n, -1, dtype=np.int64)
     m = y.copy()
     d = y.copy()
     matched = np.zeros(n, dtype=bool)
-    patterns = _DATE_PATTERNS if not date_format else _DATE_PATTERNS[:1]
     for pattern in patterns:
         yy, mm, dd = _ymd_from_regex(trimmed, pattern)
         hit = ~matched & ~pc.is_null(yy).to_numpy(zero_copy_only=False)
@@ -383,6 +384,27 @@ def _coerce_date(arr, trimmed, blank, column, rows, date_format):
             m[hit] = mm.to_numpy(zero_copy_only=False)[hit]
             d[hit] = dd.to_numpy(zero_copy_only=False)[hit]
             matched |= hit
+    return y, m, d, matched
+
+
+def check_date_format(date_format: str | None) -> None:
+    """A ConfigError for a --date-format that cannot read a day, a month and a year."""
+    if not date_format:
+        return
+    sample = datetime(1990, 3, 25)
+    try:
+        parsed = pd.to_datetime(pd.Series([sample.strftime(date_format)]), format=date_format,
+                                errors="coerce").iloc[0]
+    except (ValueError, TypeError):
+        parsed = pd.NaT
+    if pd.isna(parsed) or parsed.date() != sample.date():
+        raise ConfigError(f"--date-format {date_format!r} does not read dates: use strftime codes "
+                          "with a day, a month and a year, e.g. %d/%m/%Y")
+
+
+def _coerce_date(arr, trimmed, blank, column, rows, date_format):
+    patterns = _DATE_PATTERNS if not date_format else _DATE_PATTERNS[:1]
+    y, m, d, matched = _match_dates(trimmed, patterns)
     blank_np = blank.to_numpy(zero_copy_only=False)
     if date_format:
         rest = np.flatnonzero(~matched & ~blank_np)
@@ -514,12 +536,36 @@ def _instant_text(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
+def _comparable_text(column: str, arr: pa.Array) -> pa.Array:
+    """Trimmed text cells as compared for "did it change?" (vectorised).
+
+    * line breaks: CRLF as LF (a spreadsheet re-save turns a cell's CRLF into LF);
+    * phones as IntakeQ stores them (a leading '+' dropped, ``fields.server_phone``);
+    * custom fields: a whole-cell date in a spreadsheet's form (``7/1/2026``,
+      ``01.07.2026``, ``2026-07-01 00:00:00``) as ``yyyy-MM-dd``: custom fields are
+      text to IntakeQ, but a spreadsheet turns an untouched ``2026-07-01`` into a date
+      and writes it back its own way.
+    """
+    if pc.any(pc.fill_null(pc.match_substring(arr, "\r"), False)).as_py():
+        arr = pc.replace_substring(arr, "\r\n", "\n")
+    if fields.field_for(column).phone:
+        arr = pc.replace_substring_regex(arr, r"^\+", "")
+    if fields.is_custom(column) and len(arr):
+        looks = pc.fill_null(pc.match_substring_regex(arr, r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"), False)
+        if pc.any(looks).as_py():
+            y, m, d, _ = _match_dates(arr)
+            valid, iso = ymd_to_iso(y, m, d)
+            arr = pc.if_else(pa.array(valid), pa.array(iso, pa.string()), arr)
+    return arr
+
+
 def normalized(column: str, value, *, kinds=None, date_format=None):
     """The value used to decide "did this cell change?".
 
     Accepts a typed value (from a frame) or raw cell text. Surrounding whitespace is
-    stripped, empty becomes None, phones are compared as IntakeQ stores them
-    (``fields.server_phone``), tags as a sorted tuple of distinct tags, numbers, bools
+    stripped, empty becomes None, line breaks as LF, phones are compared as IntakeQ
+    stores them (``fields.server_phone``), a custom field holding a spreadsheet-style
+    date (``7/1/2026``) as ``yyyy-MM-dd``, tags as a sorted tuple of distinct tags, numbers, bools
     and dates in canonical form (int, float, bool, 'yyyy-MM-dd'), instants as ISO text.
     Text that cannot be read as its kind is returned stripped (so it differs from any
     valid value).
@@ -543,7 +589,7 @@ def normalized(column: str, value, *, kinds=None, date_format=None):
         if text == "":
             return None
         if kind in ("text", "linked"):
-            return fields.server_phone(text) if fields.field_for(column).phone else text
+            return _comparable_text(column, pa.array([text], pa.string()))[0].as_py()
         series, probs = coerce_column(pa.array([text]), column, kind, row_numbers=[0],
                                       formula_guard=False, date_format=date_format)
         if probs:
@@ -578,9 +624,7 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None) -> pd.DataFr
         if kind in ("text", "linked"):
             arr = _to_arrow_strings(s) if not isinstance(s.dtype, pd.StringDtype) else \
                 pa.array(s.to_numpy(dtype=object, na_value=None), pa.string())
-            arr = pc.utf8_trim_whitespace(arr)
-            if fields.field_for(column).phone:
-                arr = pc.replace_substring_regex(arr, r"^\+", "")
+            arr = _comparable_text(column, pc.utf8_trim_whitespace(arr))
             arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
             out[column] = arr.to_numpy(zero_copy_only=False).astype(object)
         elif kind == "tags":
