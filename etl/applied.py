@@ -78,7 +78,7 @@ def overlay(account_dir: Path, export_id: str | None, base: pd.DataFrame | None)
     position = {int(cid): i for i, cid in enumerate(base["ClientId"]) if not pd.isna(cid)}
     for client_id, field, value in rows:
         if client_id in position and field in base.columns:
-            base.iloc[position[client_id], base.columns.get_loc(field)] = _typed(json.loads(value))
+            base.iat[position[client_id], base.columns.get_loc(field)] = _typed(json.loads(value))
     return base
 
 

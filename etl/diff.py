@@ -96,6 +96,7 @@ class RowPlan:
     body: dict | None = None        # the full profile to POST (None: no save)
     message: str = ""
     name_key: tuple[str, str] | None = None   # (first, last) of a create, to recognise it later
+    tags_after: list[str] | None = None       # the client's tags once the tag calls are done
 
     @property
     def writes(self) -> int:
@@ -298,6 +299,8 @@ def _created_earlier(values: dict, created: dict, live: dict) -> tuple[int | Non
 def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options: Options) -> RowPlan:
     changes, conflicts = [], []
     for col, new in edit.values.items():
+        if new is None and edit.matched_by:   # a new row matched to a client: blanks clear nothing
+            continue
         current = _value(live_row[col]) if col in live_row.index else None
         if _same(col, current, new):
             continue
@@ -317,7 +320,8 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
         adds = sorted(edit.tags_add - live_tags)
         removes = sorted(edit.tags_remove & live_tags)
     plan = RowPlan(edit.row, edit.client_id, UPDATE, changes=changes, tag_adds=adds,
-                   tag_removes=removes, ignored=edit.ignored, message=_matched_note(edit))
+                   tag_removes=removes, ignored=edit.ignored, message=_matched_note(edit),
+                   tags_after=sorted((live_tags | set(adds)) - set(removes)) if adds or removes else None)
     if conflicts:
         plan.action, plan.conflicts = CONFLICT, conflicts
         plan.changes, plan.tag_adds, plan.tag_removes = [], [], []

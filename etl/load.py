@@ -50,6 +50,9 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
                on_created: Callable[[RowPlan], None] = lambda plan: None) -> ApplyOutcome:
     """Send every row's operations; returns each touched row's result.
 
+    ``on_saved(plan)`` hears of each save that landed and, as a plan with one ``Tags``
+    change, of each row's completed tag calls (the import records both over the base).
+
     Stops at the first ``BudgetExhausted`` (``stopped_by``): the row in hand stays in the
     checkpoint as in flight or pending, and the caller plans again before going on
     (after a wait, the bodies planned before it would be stale).
@@ -86,6 +89,9 @@ def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids,
             _tag(client, plan.row, client_id, tag, True, cp, clock, just_created=plan.action == CREATE)
         for tag in plan.tag_removes:
             _tag(client, plan.row, client_id, tag, False, cp, clock, just_created=False)
+        if plan.action != CREATE and plan.tags_after is not None:
+            on_saved(RowPlan(plan.row, client_id, plan.action,
+                             changes=[Change("Tags", None, plan.tags_after)]))
     except _RowFailed as exc:
         cp.finish(plan.row, exc.status, client_id=plan.client_id, fields=fields, error=exc.message)
         return RowResult(plan.row, plan.client_id, exc.status, fields, exc.message)

@@ -12,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from test_import import import_, read_rows, write_rows, writes
+from test_import import export_csv, import_, read_rows, write_rows, writes
 
 
 def exported(run_cli, out: Path, *args) -> tuple[Path, list[str], list[dict]]:
@@ -137,3 +137,39 @@ def test_reimport_without_checkpoint_does_not_duplicate_a_new_client_without_con
     assert again.exit_code == 0, again.output
     solos = [c for c in sandbox.store.clients.values() if c.get("LastName") == "Nocontact"]
     assert len(solos) == 1
+
+
+def test_a_tag_the_import_added_and_staff_removed_is_not_put_back_by_a_reimport(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    cid = int(rows[0]["ClientId"])
+    rows[0]["Tags"] = "; ".join(filter(None, [rows[0]["Tags"], "follow-up"]))
+    write_rows(path, header, rows)
+    assert import_(run_cli, path).exit_code == 0
+    assert "follow-up" in sandbox.store.clients[cid]["Tags"]
+    sandbox.store.staff_edit(cid, Tags=[t for t in sandbox.store.clients[cid]["Tags"] if t != "follow-up"])
+    sandbox.log.clear()
+
+    again = import_(run_cli, path, "--restart")
+
+    assert again.exit_code == 0, again.output
+    assert writes(sandbox) == []
+    assert "follow-up" not in sandbox.store.clients[cid]["Tags"]
+
+
+def test_blank_clear_never_clears_fields_of_a_client_a_new_row_was_matched_to(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    existing = next(r for r in rows if r["Email"] and r["FirstName"] and r["City"])
+    cid = int(existing["ClientId"])
+    others = [r for r in rows if r is not existing]
+    others.append(new_row(header, FirstName=existing["FirstName"], LastName=existing["LastName"],
+                          Email=existing["Email"], Gender="Other"))
+    write_rows(path, header, others)
+
+    result = import_(run_cli, path, "--blank", "clear")
+
+    assert result.exit_code == 0, result.output
+    after = sandbox.store.clients[cid]
+    assert after["Gender"] == "Other"
+    assert after["City"] == existing["City"]
