@@ -37,10 +37,11 @@ from typing import Callable, Iterable, Iterator
 import pandas as pd
 
 from . import fields
+from .api.client import PAGE_SIZE
 from .clock import SystemClock
 from .config import Settings
 from .diagnoses_progress import DiagnosesProgress
-from .errors import BudgetExhausted, ConfigError
+from .errors import BudgetExhausted, ConfigError, EtlError, RequestRejected
 from .files import StagedFiles, ensure_private_dir, remove_stale_temps
 from .manifest import (MANIFEST_NAME, build_manifest, file_entry, iso_utc, new_export_id,
                        schema_version)
@@ -50,7 +51,6 @@ FORMATS = ("csv", "parquet", "xlsx")
 DAY = 86_400.0
 MAX_SNAPSHOT_AGE_DAYS = 9
 FRAME_CHUNK = 5_000  # records converted to a frame at a time (bounds peak memory)
-PAGE_SIZE = 100
 
 Notify = Callable[[str], None]
 
@@ -102,12 +102,14 @@ class _Filters:
         }
 
     def for_manifest(self) -> dict:
+        """Which filters were given. A search string, an external id and custom-field
+        values can be client data (a name, an email): only their presence is recorded."""
         return {
-            "search": self.search,
+            "search": bool(self.search),
             "created_since": self.created_since.isoformat() if self.created_since else None,
             "updated_since": self.updated_since.isoformat() if self.updated_since else None,
-            "custom": dict(self.custom),
-            "external_id": self.external_id,
+            "custom": sorted(self.custom),
+            "external_id": bool(self.external_id),
         }
 
 
@@ -136,16 +138,15 @@ def parse_custom(custom) -> dict[str, str]:
     """``["sotc=Jane", "custom.Ref=Web"]`` or a dict → {FieldId: value}."""
     if not custom:
         return {}
-    items = custom.items() if isinstance(custom, dict) else []
-    if not isinstance(custom, dict):
-        parsed = []
-        for item in custom:
-            if "=" not in str(item):
+    if isinstance(custom, dict):
+        items = custom.items()
+    else:
+        items = []
+        for item in map(str, custom):
+            if "=" not in item:
                 raise ConfigError("--custom wants FIELD=VALUE (e.g. --custom sotc=Yes), "
                                   f"not {item!r}")
-            name, value = str(item).split("=", 1)
-            parsed.append((name, value))
-        items = parsed
+            items.append(item.split("=", 1))
     out = {}
     for name, value in items:
         name = str(name).strip()
@@ -406,6 +407,8 @@ def export_clients(settings_or_client, *, out=None, format: str = "csv",
                           "--updated-since, --custom or --external-id (an incremental export "
                           "is always of the whole account); drop one of them")
     out_dir = Path(out).expanduser() if out is not None else None
+    if out_dir is not None:
+        prepare_out_dir(out_dir)          # before any request: a bad --out costs none
     notify = notify or (lambda message: None)
 
     own_client = isinstance(settings_or_client, Settings)
@@ -681,7 +684,7 @@ def _diagnoses(run: _Run, frame: pd.DataFrame, *, complete: bool):
         clients.append((int(client_id), last_update))
     updated_by_id = dict(clients)
     budget_exc = None
-    fetched = 0
+    fetched = not_found = 0
     with DiagnosesProgress.for_settings(run.settings) as progress_store:
         plan = progress_store.plan(clients)
         run.notify(f"diagnoses: {plan.current} client(s) current, {plan.never_fetched} never "
@@ -689,15 +692,26 @@ def _diagnoses(run: _Run, frame: pd.DataFrame, *, complete: bool):
         run.progress.start("diagnoses", len(plan.todo), "client")
         try:
             for n, client_id in enumerate(plan.todo):
-                rows = run.client.diagnoses(client_id)
-                progress_store.record(client_id, updated_by_id.get(client_id), rows,
-                                      run.clock.time())
-                fetched += 1
+                try:
+                    rows = run.client.diagnoses(client_id)
+                except RequestRejected as exc:
+                    if exc.status != 404:
+                        raise
+                    # Deleted since the list was fetched (or just created: the API lags).
+                    # Not recorded: it stays "never fetched" and goes first next time.
+                    not_found += 1
+                else:
+                    progress_store.record(client_id, updated_by_id.get(client_id), rows,
+                                          run.clock.time())
+                    fetched += 1
                 run.progress.update(1, remaining=len(plan.todo) - n - 1)
         except BudgetExhausted as exc:
             budget_exc = exc
         finally:
             run.progress.close()
+        if not_found:
+            run.notify(f"diagnoses: {not_found} client(s) not found (deleted meanwhile?); "
+                       "tried again next run")
         if complete and budget_exc is None:
             progress_store.forget_except(updated_by_id)
         stored = progress_store.rows(updated_by_id)
@@ -710,6 +724,7 @@ def _diagnoses(run: _Run, frame: pd.DataFrame, *, complete: bool):
         "clients": len(clients),
         "current": plan.current + fetched,
         "fetched_this_run": fetched,
+        "not_found": not_found,
         "remaining": remaining,
         "complete": remaining == 0,
         "with_rows": len([c for c, _ in clients if stored.get(c)]),
@@ -724,8 +739,27 @@ def diagnoses_to_frame(rows: list[dict]) -> pd.DataFrame:
     return codec_diagnoses(rows)
 
 
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` owner-only (0700), or say in one line why it cannot be used."""
+    try:
+        ensure_private_dir(out_dir)
+    except OSError as exc:
+        raise ConfigError(f"cannot use --out {out_dir}: {exc.strerror or exc}") from None
+
+
 def _write(run: _Run, out_dir: Path, format: str, frame, deleted_frame, diagnoses_frame,
            columns, formula_guard, manifest_args, store, export_id, snapshot_meta):
+    try:
+        return _write_files(run, out_dir, format, frame, deleted_frame, diagnoses_frame, columns,
+                            formula_guard, manifest_args, store, export_id, snapshot_meta)
+    except OSError as exc:   # disk full, permissions, a folder removed meanwhile
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise EtlError(f"cannot write the export{where}: {exc.strerror or exc}; the previous "
+                       f"export in {out_dir} is intact") from None
+
+
+def _write_files(run: _Run, out_dir: Path, format: str, frame, deleted_frame, diagnoses_frame,
+                 columns, formula_guard, manifest_args, store, export_id, snapshot_meta):
     from .codec import write_table
 
     ensure_private_dir(out_dir)

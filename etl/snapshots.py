@@ -67,8 +67,6 @@ def watermark_epoch(meta: dict) -> float | None:
         raw = meta.get("watermark")
     if raw is None:
         return None
-    if isinstance(raw, (int, float)):
-        return float(raw)
     try:
         return float(raw)
     except (TypeError, ValueError):

@@ -185,7 +185,13 @@ def test_filters_map_to_the_api_and_mark_the_snapshot_incomplete(sandbox, run_cl
     assert q["search"] == "smith" and q["custom.sotc"] == "x"
     assert q["dateCreatedStart"] == "2020-01-02" and q["externalClientId"] == "EXT-1"
     manifest = load_manifest(out)
-    assert manifest["filters"]["search"] == "smith"
+    # a search, an external id or a custom value can be a client's name or email: the
+    # manifest records that they were given, never what they were
+    assert manifest["filters"] == {"search": True, "created_since": "2020-01-02",
+                                   "updated_since": None, "custom": ["sotc"],
+                                   "external_id": True}
+    text = (out / "manifest.json").read_text()
+    assert "smith" not in text and "EXT-1" not in text
     assert snapshot_store(settings).load(manifest["export_id"])[1]["complete"] is False
     assert snapshot_store(settings).newest() is None     # not a base for --incremental
 
@@ -317,6 +323,39 @@ def test_full_refresh_forces_a_full_export(sandbox, run_cli, tmp_path):
 
 # -- failures leave the previous export intact -------------------------------------------
 
+@pytest.mark.parametrize("under", ["a-file", "missing-parent-of-a-file"])
+def test_unusable_out_dir_is_one_line_before_any_request(sandbox, run_cli, tmp_path, under):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "exports" if under == "a-file" else blocker / "x" / "exports"
+    result = run_cli("export", "--out", out)
+    assert result.exit_code == 1, result.output
+    assert "cannot use --out" in result.output and "Not a directory" in result.output
+    assert "Traceback" not in result.output and "a bug" not in result.output
+    assert sandbox.log == []                      # no request spent on a doomed run
+
+
+def test_disk_error_while_writing_is_one_line_and_keeps_the_previous_export(
+        sandbox, run_cli, tmp_path, monkeypatch):
+    import errno
+
+    from etl import codec
+
+    out = tmp_path / "exports"
+    ok(run_cli("export", "--out", out, "--quiet"))
+    before = _snapshot_dir(out)
+
+    def disk_full(df, path, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(codec, "write_table", disk_full)
+    result = run_cli("export", "--out", out)
+    assert result.exit_code == 1, result.output
+    assert "No space left on device" in result.output and "intact" in result.output
+    assert "a bug" not in result.output
+    assert _snapshot_dir(out) == before
+
+
 def _snapshot_dir(out: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
@@ -364,6 +403,7 @@ def test_server_errors_mid_way_leave_the_previous_export(sandbox, settings, tmp_
 
 def test_a_failed_write_leaves_no_temp_file(sandbox, settings, tmp_path, monkeypatch):
     from etl import extract
+    from etl.errors import EtlError
     from etl.extract import export_clients
 
     out = tmp_path / "exports"
@@ -374,7 +414,7 @@ def test_a_failed_write_leaves_no_temp_file(sandbox, settings, tmp_path, monkeyp
         raise OSError("disk full")
 
     monkeypatch.setattr(extract.SnapshotStore, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(EtlError, match="disk full; the previous export"):
         export_clients(settings, out=out, progress=False)
     assert _snapshot_dir(out) == before
 
@@ -439,6 +479,27 @@ def test_diagnoses_span_days_exit_75_then_resume(sandbox, run_cli, tmp_path):
     assert [e.path.split("/")[-2] for e in diagnoses_gets(sandbox)] == ["9"]
     diag = pd.read_csv(out / "diagnoses.csv", dtype=str, encoding="utf-8-sig")
     assert list(diag.loc[diag["ClientId"] == "9", "Code"]) == ["F41.1"]
+
+
+def test_diagnoses_of_a_client_deleted_meanwhile_are_skipped_not_fatal(sandbox, run_cli,
+                                                                        tmp_path, monkeypatch):
+    from etl.api import IntakeQClient
+
+    real = IntakeQClient.diagnoses
+
+    def deleted_in_the_middle(self, client_id):
+        if client_id == 4 and 4 in sandbox.store.clients:
+            sandbox.store.delete_client(4)         # staff deletes it while we page diagnoses
+        return real(self, client_id)
+
+    monkeypatch.setattr(IntakeQClient, "diagnoses", deleted_in_the_middle)
+    out = tmp_path / "exports"
+    result = ok(run_cli("export", "--out", out, "--include-diagnoses"))
+    assert "1 client(s) not found" in result.output
+    info = load_manifest(out)["diagnoses"]
+    assert info["not_found"] == 1 and info["fetched_this_run"] == 19
+    assert info["remaining"] == 1                   # tried again next run
+    assert [e.status for e in diagnoses_gets(sandbox)].count(404) == 1
 
 
 # -- library -------------------------------------------------------------------------------

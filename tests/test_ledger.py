@@ -191,3 +191,14 @@ def test_two_processes_share_the_daily_budget(tmp_path):
     assert sum(sent) == 500
     assert all(n >= 100 for n in sent)
     assert Ledger(path, max_per_minute=10, max_per_day=500).usage().used_24h == 500
+
+
+def test_unusable_state_dir_is_a_config_error_naming_it(tmp_path):
+    from etl.errors import ConfigError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    ledger = make_ledger(blocker / "state", per_minute=10, per_day=500)
+    with pytest.raises(ConfigError, match="INTAKEQ_ETL_STATE_DIR") as info:
+        ledger.reserve()
+    assert str(blocker) in info.value.message

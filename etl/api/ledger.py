@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..clock import SystemClock
 from ..config import Settings, ensure_private_dir
-from ..errors import BudgetExhausted
+from ..errors import BudgetExhausted, ConfigError
 
 log = logging.getLogger("etl.api")
 
@@ -174,7 +174,13 @@ class Ledger:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = _open_database(self.path)
+            try:
+                self._conn = _open_database(self.path)
+            except (OSError, sqlite3.Error) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise ConfigError(
+                    f"cannot use the state dir for the request ledger ({self.path.parent}): "
+                    f"{reason}; set INTAKEQ_ETL_STATE_DIR to a writable folder") from None
         return self._conn
 
     def _transaction(self):

@@ -35,8 +35,6 @@ moment) is not emulated.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
@@ -45,6 +43,7 @@ from pathlib import Path
 
 from .. import fields
 from ..clock import SystemClock
+from ..files import atomic_path
 from . import seed as seed_mod
 from .records import MS_FIELDS, blank_profile, digits, ms, short_record
 
@@ -465,19 +464,7 @@ def day_bounds(text: str, *, end: bool) -> float:
 
 
 def write_json_atomic(path: Path | str, document) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    """The state file: compact UTF-8 JSON, written atomically and owner-only (0600)."""
+    with atomic_path(path, parents=True) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(document, fh, ensure_ascii=False, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
