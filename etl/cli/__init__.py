@@ -21,6 +21,7 @@ import click
 
 from .. import __version__
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EtlError
+from ..files import ensure_private_dir
 from .context import AppContext
 
 # name -> (module, attribute, one-line help shown by `intakeq-etl --help`)
@@ -65,10 +66,13 @@ class EtlGroup(click.Group):
             app = ctx.obj if isinstance(ctx.obj, AppContext) else None
             if app is not None and app.debug:
                 raise
-            log = write_crash_log(exc, app)
+            try:
+                where = f"the details are in {write_crash_log(exc, app)}"
+            except OSError as log_error:  # the state dir itself is unusable
+                where = f"no log could be written ({log_error.strerror or log_error})"
             click.echo(
                 f"error: unexpected {type(exc).__name__} (a bug in intakeq-etl); "
-                f"the details are in {log} (run with --debug to show them)",
+                f"{where} (run with --debug to show them)",
                 err=True,
             )
             ctx.exit(EXIT_ERROR)
@@ -76,8 +80,7 @@ class EtlGroup(click.Group):
 
 def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:
     state_dir = app.state_dir if app is not None else Path(os.environ.get("INTAKEQ_ETL_STATE_DIR") or ".")
-    log_dir = Path(state_dir) / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = ensure_private_dir(Path(state_dir) / "logs")   # tracebacks may hold values
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     path = log_dir / f"error-{stamp}-{os.getpid()}.log"
     text = "".join(traceback.format_exception(exc))

@@ -1,0 +1,51 @@
+"""How the CLI fails: one line and an exit code, never a raw traceback or the key."""
+from __future__ import annotations
+
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from etl.cli import cli
+
+
+@pytest.fixture
+def broken_quota(monkeypatch):
+    """Make `quota` hit a bug whose traceback would carry the key."""
+    from etl.api import Ledger
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom with key SECRET-KEY-123 inside")
+
+    monkeypatch.setattr(Ledger, "for_settings", staticmethod(explode))
+
+
+def test_a_bug_prints_one_line_naming_an_owner_only_log_without_the_key(broken_quota, tmp_path):
+    state = tmp_path / "state"
+    result = CliRunner().invoke(cli, ["quota"], env={"INTAKEQ_API_KEY": "SECRET-KEY-123",
+                                                     "INTAKEQ_ETL_STATE_DIR": str(state)})
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unexpected RuntimeError" in lines[0] and "--debug" in lines[0]
+    assert "Traceback" not in result.output and "SECRET-KEY-123" not in result.output
+    (log,) = (state / "logs").iterdir()
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert stat.S_IMODE((state / "logs").stat().st_mode) == 0o700
+    text = log.read_text()
+    assert "Traceback" in text and "SECRET-KEY-123" not in text and "***" in text
+
+
+def test_debug_shows_the_traceback(broken_quota, tmp_path):
+    result = CliRunner().invoke(cli, ["--debug", "quota"], env={
+        "INTAKEQ_API_KEY": "k", "INTAKEQ_ETL_STATE_DIR": str(tmp_path / "state")})
+    assert isinstance(result.exception, RuntimeError)
+
+
+def test_an_unusable_state_dir_still_gives_one_line(broken_quota, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(cli, ["quota"], env={"INTAKEQ_API_KEY": "k",
+                                                     "INTAKEQ_ETL_STATE_DIR": str(blocker / "state")})
+    assert result.exit_code == 1
+    assert "no log could be written" in result.output
+    assert "Traceback" not in result.output
