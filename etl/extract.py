@@ -42,7 +42,7 @@ from .clock import SystemClock
 from .config import Settings
 from .diagnoses_progress import DiagnosesProgress
 from .errors import BudgetExhausted, ConfigError, EtlError, RequestRejected
-from .files import StagedFiles, ensure_private_dir, remove_stale_temps
+from .files import StagedFiles, discard, ensure_private_dir, remove_stale_temps
 from .manifest import (MANIFEST_NAME, build_manifest, file_entry, iso_utc, new_export_id,
                        schema_version)
 from .snapshots import SnapshotStore, conform_frame, watermark_epoch
@@ -784,5 +784,19 @@ def _write_files(run: _Run, out_dir: Path, format: str, frame, deleted_frame, di
                                   **manifest_args)
         batch.write_json(MANIFEST_NAME, manifest)
         written = batch.commit(last=[MANIFEST_NAME])
+    _remove_outputs_not_in(out_dir, {p.name for p in written})
     run.notify(f"wrote {', '.join(p.name for p in written)} to {out_dir}")
     return manifest, written
+
+
+OUTPUT_STEMS = ("clients", "deleted_clients", "diagnoses")
+
+
+def _remove_outputs_not_in(out_dir: Path, keep: set[str]) -> None:
+    """Files an earlier export left in the folder (another format, or a table this run did
+    not write) would sit unlisted beside the new manifest: remove them."""
+    for stem in OUTPUT_STEMS:
+        for ext in ("csv", "parquet", "xlsx"):
+            name = f"{stem}.{ext}"
+            if name not in keep:
+                discard(out_dir / name)

@@ -561,3 +561,14 @@ def test_atomic_path_removes_the_temp_file_on_failure(tmp_path):
     assert target.read_text() == "old"
     assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
     assert mode_of(target) == 0o600
+
+
+def test_files_of_an_earlier_export_do_not_linger_beside_a_newer_manifest(sandbox, run_cli, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("export", "--out", out, "--include-deleted", "--quiet").exit_code == 0
+    assert (out / "deleted_clients.csv").exists()
+
+    result = run_cli("export", "--out", out, "--format", "parquet", "--quiet")
+
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["clients.parquet", "manifest.json"]
