@@ -98,7 +98,8 @@ class Ledger:
             wait = self._try_reserve()
             if isinstance(wait, int):
                 return wait
-            log.debug("minute limit (%d) reached: waiting %.1f s", self.max_per_minute, wait)
+            (log.info if wait >= 5 else log.debug)(
+                "waiting %.0f s: the API allows %d requests a minute", wait, self.max_per_minute)
             self.clock.sleep(wait)
 
     def complete(self, row_id: int) -> None:

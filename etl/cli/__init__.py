@@ -115,6 +115,7 @@ def cli(ctx, api_key, base_url, max_per_minute, max_per_day, state_dir, sandbox,
     Configure with INTAKEQ_API_KEY (and the other INTAKEQ_* variables), or try every
     command without an account using --sandbox.
     """
+    _log_to_stderr(debug)
     ctx.obj = AppContext(
         overrides={"api_key": api_key, "base_url": base_url, "max_per_minute": max_per_minute,
                    "max_per_day": max_per_day, "state_dir": state_dir},
@@ -122,6 +123,22 @@ def cli(ctx, api_key, base_url, max_per_minute, max_per_day, state_dir, sandbox,
         debug=debug,
     )
     ctx.call_on_close(ctx.obj.close)
+
+
+def _log_to_stderr(debug: bool) -> None:
+    """Waits and retries of the API client appear as notes on stderr (never values)."""
+    import logging
+
+    class CurrentStderr(logging.StreamHandler):
+        stream = property(lambda self: sys.stderr, lambda self, value: None)  # follows redirections
+
+    logger = logging.getLogger("etl")
+    if not any(isinstance(h, logging.StreamHandler) and type(h).__name__ == "CurrentStderr"
+               for h in logger.handlers):
+        handler = CurrentStderr()
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def main(argv=None):
