@@ -498,24 +498,10 @@ def _export(run: _Run, *, out_dir: Path | None, format: str, incremental: bool,
                                          full_refresh=full_refresh, filters=filters, tz=tz,
                                          now=started)
     run.notify(reason)
-    newest_any = store.newest(complete_only=False)
-    expected = int(newest_any[1].get("rows", 0)) if newest_any else None
-
-    deleted_records: list[dict] | None = None
     try:
-        frame = labels = None
-        if mode == "incremental":
-            frame, labels, deleted_records, fallback = _incremental(run, store, base_id, watermark,
-                                                                    tz)
-            if fallback:
-                mode, reason, base_id = "full", fallback, None
-                run.notify(reason)
-        if mode == "full":
-            frame, labels, _ = run.build("clients", tz, expected, include_profile=True,
-                                         **filters.api_kwargs())
-        if include_deleted and deleted_records is None:
-            deleted_records = run.fetch("deleted clients", include_profile=True,
-                                        deleted_only=True)
+        frame, labels, deleted_records, (mode, reason, base_id) = _fetch_clients(
+            run, store, (mode, reason, base_id), watermark=watermark, tz=tz, filters=filters,
+            include_deleted=include_deleted)
     except BudgetExhausted as exc:
         where = f"nothing was written to {out_dir}" if out_dir else "nothing was written"
         raise _budget_error(exc, f"{where}; run the same command again then") from exc
@@ -587,6 +573,28 @@ def _export(run: _Run, *, out_dir: Path | None, format: str, incremental: bool,
         err.result = result
         raise err from budget_exc
     return result
+
+
+def _fetch_clients(run: _Run, store: SnapshotStore, mode_reason_base, *, watermark: float, tz: str,
+                   filters: _Filters, include_deleted: bool):
+    """The clients frame (incremental merge or full pull), custom-field labels and, when
+    asked or already fetched, the deleted clients. An incremental run may fall back to
+    full: the (mode, reason, base id) returned say what was done."""
+    mode, reason, base_id = mode_reason_base
+    newest_any = store.newest(complete_only=False)
+    expected = int(newest_any[1].get("rows", 0)) if newest_any else None
+    frame = labels = deleted_records = None
+    if mode == "incremental":
+        frame, labels, deleted_records, fallback = _incremental(run, store, base_id, watermark, tz)
+        if fallback:
+            mode, reason, base_id = "full", fallback, None
+            run.notify(reason)
+    if mode == "full":
+        frame, labels, _ = run.build("clients", tz, expected, include_profile=True,
+                                     **filters.api_kwargs())
+    if include_deleted and deleted_records is None:
+        deleted_records = run.fetch("deleted clients", include_profile=True, deleted_only=True)
+    return frame, labels, deleted_records, (mode, reason, base_id)
 
 
 def _budget_error(exc: BudgetExhausted, extra: str) -> BudgetExhausted:
