@@ -143,6 +143,19 @@ def test_json_summary_line(sandbox, run_cli, tmp_path):
     assert summary["export_id"] == load_manifest(out)["export_id"]
 
 
+def test_json_summary_line_even_when_interrupted(sandbox, run_cli, tmp_path, monkeypatch):
+    import etl.extract
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(etl.extract, "_fetch_clients", interrupted)
+    result = run_cli("export", "--out", tmp_path / "exports", "--json", "--quiet")
+    assert result.exit_code == 130
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["exit_status"] == 130 and summary["error"] == "interrupted"
+
+
 def test_columns_narrow_the_file_but_not_the_snapshot(sandbox, run_cli, tmp_path, settings):
     out = tmp_path / "exports"
     ok(run_cli("export", "--out", out, "--columns", "Email,LastName", "--quiet"))

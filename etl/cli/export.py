@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import EXIT_OK, EtlError
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EtlError
 
 
 def _summary(result=None, *, status: int, error: str | None = None, out=None) -> dict:
@@ -95,10 +95,11 @@ def export(ctx, out, format_, incremental, full_refresh, include_deleted, includ
             external_id=external_id, timezone=timezone_, formula_guard=not no_formula_guard,
             progress=(not quiet) and progress_default(), notify=say,
         )
-    except EtlError as exc:
+    except (EtlError, KeyboardInterrupt) as exc:   # a scheduler's log gets its line either way
         if as_json:
-            partial = getattr(exc, "result", None)
-            click.echo(json.dumps(_summary(partial, status=exc.exit_code, error=exc.message,
+            code = exc.exit_code if isinstance(exc, EtlError) else EXIT_INTERRUPTED
+            message = exc.message if isinstance(exc, EtlError) else "interrupted"
+            click.echo(json.dumps(_summary(getattr(exc, "result", None), status=code, error=message,
                                            out=out)))
             sys.stdout.flush()
         raise
