@@ -82,9 +82,8 @@ class Checkpoint:
             raise CheckpointMismatch(
                 f"the checkpoint {self.path} belongs to another version of the input file (or "
                 "other reading options); run again with --restart to start over: rows already "
-                "applied are then recognised as unchanged, except new rows without email or phone "
-                "that were already created — give them their ClientId from the results file "
-                "first, or they are created again. Or pass --checkpoint with another path"
+                "applied, and clients earlier runs created, are then recognised and not written "
+                "again. Or pass --checkpoint with another path"
             )
 
     # ---------------------------------------------------------------- reading

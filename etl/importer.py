@@ -51,11 +51,14 @@ class ImportOptions:
     def identity_fields(self) -> dict:
         """Options that change how the file reads: with the file's bytes, the checkpoint's identity.
 
+        The timezone is not one of them: dates are read as calendar dates whatever the
+        zone, and it only shapes what is sent, which every run plans afresh.
+
         Merge options (--tags, --blank, --prefer) are left out on purpose: every run plans
         afresh against live, so rows already done stay done and the rest follow the new
         options (re-running with --prefer file after conflicts just works).
         """
-        return {"skip_invalid": self.skip_invalid, "timezone": self.timezone, "format": self.format,
+        return {"skip_invalid": self.skip_invalid, "format": self.format,
                 "encoding": self.encoding, "date_format": self.date_format,
                 "formula_guard": self.formula_guard}
 

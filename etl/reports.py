@@ -78,7 +78,8 @@ def write_results(path: Path, results: Iterable[RowResult]) -> Path:
 
 def write_rejects(path: Path, frame: pd.DataFrame, problems_by_row: dict[int, list[str]]) -> Path:
     """The invalid rows of a --skip-invalid import, in the export's CSV format, with a
-    leading ``problems`` column: fix them, delete that column, import the file again."""
+    ``row`` and ``problems`` columns first: fix the rows, delete those two columns, import
+    the file again."""
     from .codec import write_table
 
     rejects = frame.copy()

@@ -37,7 +37,10 @@ class AppContext:
             if self.use_sandbox:
                 from ..sandbox import start_embedded
 
-                self._sandbox = start_embedded(settings.state_dir)
+                # The emulated account has the plan the settings describe (10/min, 500/day
+                # by default), so raising INTAKEQ_MAX_PER_* speeds up --sandbox runs too.
+                self._sandbox = start_embedded(settings.state_dir, per_minute=settings.max_per_minute,
+                                               per_day=settings.max_per_day)
                 settings = settings.with_(base_url=self._sandbox.base_url,
                                           api_key=self._sandbox.api_key)
             self._settings = settings

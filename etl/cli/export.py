@@ -62,8 +62,9 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
 @click.option("--timezone", "timezone_", default="UTC", show_default=True,
               help="The practice's timezone, for dates of birth (IANA name).")
 @click.option("--no-formula-guard", is_flag=True,
-              help="Do not prefix formula-like cells (=, +, -, @) with ' in CSV/XLSX.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no messages (errors only).")
+              help="Do not prefix formula-like cells (starting with =, +, -, @, tab, CR or ') "
+                   "with ' in CSV/XLSX.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no messages or notes (errors only).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one machine-readable summary line on stdout.")
 @click.pass_context
@@ -80,6 +81,10 @@ def export(ctx, out, format_, incremental, full_refresh, include_deleted, includ
     from ..extract import export_clients, progress_default
 
     app = ctx.obj
+    if quiet:   # errors only: no notes about waits either
+        import logging
+
+        logging.getLogger("etl").setLevel(logging.WARNING)
 
     def say(message: str) -> None:
         if not quiet:

@@ -16,7 +16,7 @@ from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMism
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Make the plan (reads only), write the plan file, send no write.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-              help="Resumable journal  [default: FILE's name + .checkpoint.sqlite, beside it]")
+              help="Resumable journal  [default: beside FILE, its name without extension + .checkpoint.sqlite]")
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path),
               help="Per-row results CSV  [default: beside FILE, .results.csv]")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path),

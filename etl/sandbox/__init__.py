@@ -28,10 +28,12 @@ def state_file(state_dir: Path | str) -> Path:
     return Path(state_dir) / "sandbox" / "state.json"
 
 
-def start_embedded(state_dir: Path | str, *, clock=None) -> SandboxServer:
-    """The sandbox for ``--sandbox``: started on a free 127.0.0.1 port, real limits
-    (10/min, 500/day), key "sandbox-key", account in ``state_dir/sandbox/state.json``
-    (a 300-client synthetic account, seed 1, when absent)."""
+def start_embedded(state_dir: Path | str, *, clock=None, per_minute: int = 10,
+                   per_day: int = 500) -> SandboxServer:
+    """The sandbox for ``--sandbox``: started on a free 127.0.0.1 port, key "sandbox-key",
+    account in ``state_dir/sandbox/state.json`` (a 300-client synthetic account, seed 1,
+    when absent). Its limits are those of the plan being emulated: the real ones
+    (10/min, 500/day) unless the caller's INTAKEQ_MAX_PER_* say otherwise."""
     from ..config import ensure_private_dir
 
     path = state_file(state_dir)
@@ -39,5 +41,5 @@ def start_embedded(state_dir: Path | str, *, clock=None) -> SandboxServer:
     store = None
     if not path.exists():
         store = Store.seeded(EMBEDDED_CLIENTS, EMBEDDED_SEED, clock=clock)
-    return SandboxServer(store, api_key=EMBEDDED_KEY, per_minute=10, per_day=500,
+    return SandboxServer(store, api_key=EMBEDDED_KEY, per_minute=per_minute, per_day=per_day,
                          state_path=path, clock=clock).start()
