@@ -313,7 +313,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     states = checkpoint.all() if checkpoint is not None else {}
     frame = frame.copy()
     reads_before = client.requests_sent
-    adopted = _resume_creates(client, frame, states, checkpoint)
+    _resume_creates(client, frame, states, checkpoint)
     for row, st in states.items():
         if st.final:
             settled[row] = RowResult(row, st.client_id, st.status, st.fields, st.error or "")
