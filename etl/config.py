@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .files import ensure_private_dir  # noqa: F401  (re-exported for callers)
 
 DEFAULT_BASE_URL = "https://intakeq.com/api/v1/"
 DEFAULT_MAX_PER_MINUTE = 10

@@ -1,4 +1,4 @@
-"""The three-way diff of an import: base, file, live → a Plan. Pure: no I/O.
+"""The three-way diff of an import: base, file, live → one RowPlan per row. Pure: no I/O.
 
 * **base** — what the export wrote (its snapshot), or None for a file from elsewhere.
 * **file** — the admin's edited copy (a typed frame from the codec).
@@ -101,31 +101,6 @@ class RowPlan:
     @property
     def writes(self) -> int:
         return (1 if self.body is not None else 0) + len(self.tag_adds) + len(self.tag_removes)
-
-
-@dataclass
-class Plan:
-    rows: list[RowPlan]
-    reads: int = 0
-    strategy: str = ""
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.rows:
-            out[r.action] = out.get(r.action, 0) + 1
-        return out
-
-    @property
-    def saves(self) -> int:
-        return sum(1 for r in self.rows if r.body is not None)
-
-    @property
-    def tag_calls(self) -> int:
-        return sum(len(r.tag_adds) + len(r.tag_removes) for r in self.rows)
-
-    @property
-    def writes(self) -> int:
-        return self.saves + self.tag_calls
 
 
 # --------------------------------------------------------------------------- step 1

@@ -96,13 +96,11 @@ class Base:
 @dataclass
 class Prepared:
     source: Path
-    identity: str
     plans: list[D.RowPlan]
     results: dict[int, RowResult]      # rows already settled: done in the checkpoint, invalid, conflicts
     base: Base
     strategy: str
     reads: int
-    warnings: list[str] = field(default_factory=list)
     known_by_row: dict[int, set[int]] = field(default_factory=dict)
     n_rows: int = 0
     timezone: str = "UTC"
@@ -117,8 +115,7 @@ class Prepared:
             if p.row not in self.results:
                 out[p.action] = out.get(p.action, 0) + 1
         for r in self.results.values():
-            key = r.status if r.status != "pending" else "pending"
-            out[key] = out.get(key, 0) + 1
+            out[r.status] = out.get(r.status, 0) + 1
         return out
 
 
@@ -304,7 +301,6 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
     for w in warnings:
         echo(f"warning: {_describe(w)}")
-    identity = plan_identity(source, opts)
     echo(base.how)
 
     settled: dict[int, RowResult] = {}
@@ -330,8 +326,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
         if p.action in (D.CONFLICT, D.FAILED, D.UNCHANGED):
             settled.setdefault(p.row, RowResult(p.row, p.client_id, "conflict" if p.action == D.CONFLICT
                                                 else p.action, (), p.message))
-    return Prepared(source, identity, plans, settled, base, live.strategy,
-                    client.requests_sent - reads_before, [_describe(w) for w in warnings],
+    return Prepared(source, plans, settled, base, live.strategy, client.requests_sent - reads_before,
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone)
 
 

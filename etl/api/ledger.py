@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..clock import SystemClock
-from ..config import Settings, ensure_private_dir
+from ..config import Settings
+from ..files import ensure_private_dir
 from ..errors import BudgetExhausted, ConfigError
 
 log = logging.getLogger("etl.api")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..config import ensure_private_dir
+from ..files import ensure_private_dir
 
 
 @click.command("sandbox")
