@@ -1,10 +1,13 @@
-"""What imports have written: the base moves with our own edits; creates are remembered.
+"""What imports have written, and the clients they created.
 
 A three-way merge compares IntakeQ now with the base to tell staff edits from the
 admin's. Without this record, a value an earlier import wrote would look like a staff
-edit the next time a file from the same export is imported (a false conflict). So
-every field an import saves is recorded here per (export id, ClientId, field), and
-:func:`overlay` lays those values over the snapshot before the diff.
+edit the next time a file is imported (a false conflict). So every field an import
+saves is recorded here per (export id, ClientId, field); :func:`written` gives the
+diff the last value saved per (ClientId, field). The base itself is never changed:
+edits are always the file against the export it came from, so a second file copied
+from the same export cannot undo what the first one's import wrote (the diff keeps
+those cells, see ``diff.Kept``).
 
 SQLite in the account's state dir, owner-only; it holds field values, like the
 snapshots beside it.
@@ -18,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-import pandas as pd
-
+from .diff import Written
 from .files import ensure_private_dir
 
 _SCHEMA = """
@@ -48,38 +50,31 @@ def record(account_dir: Path, export_id: str | None, client_id: int, changes: It
     """Remember the admin's values a save sent (``changes``: diff.Change objects).
 
     Derived changes (Name following FirstName/LastName) are left out: the file's Name
-    cell was not edited, so the base must keep the Name the file still holds.
+    cell was not edited. A two-way import (no base) is recorded under export id "".
     """
     changes = [c for c in changes if not getattr(c, "derived", False)]
-    if export_id is None or not changes:
+    if not changes:
         return
     db = _connect(account_dir)
     try:
         db.executemany(
             "INSERT OR REPLACE INTO applied VALUES (?, ?, ?, ?, ?)",
-            [(export_id, int(client_id), c.field, json.dumps(_plain(c.new)), time.time()) for c in changes])
+            [(export_id or "", int(client_id), c.field, json.dumps(_plain(c.new)), time.time())
+             for c in changes])
     finally:
         db.close()
 
 
-def overlay(account_dir: Path, export_id: str | None, base: pd.DataFrame | None) -> pd.DataFrame | None:
-    """The base snapshot with every value imports have written since laid over it."""
-    if base is None or export_id is None or not (account_dir / "applied.sqlite").exists():
-        return base
+def written(account_dir: Path) -> dict[tuple[int, str], Written]:
+    """(ClientId, field) → the last value any import of this account saved there, and when."""
+    if not (account_dir / "applied.sqlite").exists():
+        return {}
     db = _connect(account_dir)
     try:
-        rows = db.execute("SELECT client_id, field, value FROM applied WHERE export_id=?",
-                          (export_id,)).fetchall()
+        rows = db.execute("SELECT client_id, field, value, at FROM applied ORDER BY at").fetchall()
     finally:
         db.close()
-    if not rows:
-        return base
-    base = base.copy()
-    position = {int(cid): i for i, cid in enumerate(base["ClientId"]) if not pd.isna(cid)}
-    for client_id, field, value in rows:
-        if client_id in position and field in base.columns:
-            base.iat[position[client_id], base.columns.get_loc(field)] = _typed(json.loads(value))
-    return base
+    return {(int(cid), field): Written(json.loads(value), at) for cid, field, value, at in rows}
 
 
 def _plain(v):
@@ -88,10 +83,6 @@ def _plain(v):
     if hasattr(v, "item"):
         return v.item()
     return v
-
-
-def _typed(v):
-    return pd.NA if v is None else v
 
 
 def record_created(account_dir: Path, client_id: int, first: str, last: str) -> None:

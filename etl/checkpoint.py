@@ -10,7 +10,9 @@ transient failure: retried by the next run), and the final ``created``, ``update
 ``unchanged``, ``failed`` (refused by the API with a 4xx: not retried on resume).
 
 The checkpoint belongs to one plan identity (a hash of the input file's bytes and the
-options that shape the plan); another file or other options refuse to resume.
+options that shape the plan). Another file or other options refuse to resume while the
+journal holds unfinished rows (in flight or pending); a finished journal is simply
+started anew.
 """
 from __future__ import annotations
 
@@ -75,6 +77,12 @@ class Checkpoint:
 
     def _claim(self, identity: str) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
+        if row is not None and row[0] != identity and not self._unfinished():
+            # A finished run (or one that never sent): nothing to resume, so a new version
+            # of the file (a continuing edit, a fixed file) simply starts a new journal.
+            # Clients it created stay known through applied.sqlite, never created twice.
+            self.db.executescript("DELETE FROM rows; DELETE FROM meta;")
+            row = None
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('identity', ?)", (identity,))
         elif row[0] != identity:
@@ -85,6 +93,10 @@ class Checkpoint:
                 "applied, and clients earlier runs created, are then recognised and not written "
                 "again. Or pass --checkpoint with another path"
             )
+
+    def _unfinished(self) -> bool:
+        return self.db.execute("SELECT 1 FROM rows WHERE status IN ('inflight', 'pending') LIMIT 1"
+                               ).fetchone() is not None
 
     # ---------------------------------------------------------------- reading
     def get(self, row: int) -> RowState | None:

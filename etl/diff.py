@@ -6,17 +6,24 @@
 
 It runs in two steps so that live data is fetched only where it matters:
 
-1. :func:`find_edits` (file vs base) tells, per row, what the admin changed. A file
-   re-saved by a spreadsheet with no edits has zero edits (values are compared
-   normalised). Rows without edits need no live data.
+1. :func:`find_edits` (file vs base) tells, per row, what the admin changed. Edits are
+   always the file against the export it came from, never against "the export plus what
+   imports wrote since": a cell that still holds the exported value is not an edit, so
+   two files copied from one export never undo each other. A file re-saved by a
+   spreadsheet with no edits has zero edits: values are compared normalised, and a cell
+   that differs only as a spreadsheet's transformation (``2134.0`` for ``02134``, see
+   :mod:`etl.codec.damage`) is damage, not an edit. Rows without edits need no live data.
 2. :func:`plan_rows` (edits vs live) merges: the admin's edited fields over the live
    profile, keeping what staff changed meanwhile; the same field changed both ways is a
-   conflict. A client whose merged profile equals live needs no save, a tag already
-   present (or absent) needs no call — so re-importing an applied file plans nothing.
+   conflict — unless live holds the value an import of ours wrote there (``written``),
+   which is not a staff edit. A client whose merged profile equals live needs no save, a
+   tag already present (or absent) needs no call — so re-importing an applied file plans
+   nothing.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -26,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import fields as F
+from .codec import damage as DMG
 from .codec import normalized, normalized_frame, to_api_value
 
 BLANK_KEEP, BLANK_CLEAR = "keep", "clear"
@@ -44,6 +52,35 @@ class Options:
     tz: str = "UTC"
 
 
+@dataclass(frozen=True)
+class Written:
+    """A value an import of ours saved to one client's field (``applied.sqlite``)."""
+
+    value: Any
+    at: float          # epoch seconds
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A read-only column whose value the file changed: shown in the plan, never sent."""
+
+    field: str
+    old: Any          # the exported value
+    new: Any          # the file's value
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A cell the file still holds as exported while IntakeQ holds what an earlier import
+    of ours wrote: not an edit, so the import's value stays (``--prefer file`` sets the
+    exported value back)."""
+
+    field: str
+    file: Any          # = the exported value
+    written: Any       # what the earlier import wrote
+    at: float          # when it wrote it (epoch seconds)
+
+
 @dataclass
 class RowEdit:
     """What one file row asks for, before live data is known."""
@@ -56,8 +93,10 @@ class RowEdit:
     tags_add: frozenset = frozenset()
     tags_remove: frozenset = frozenset()
     tags_exact: frozenset | None = None   # two-way --tags replace: the client's tags become exactly these
-    ignored: tuple[str, ...] = ()   # read-only columns whose value differs (never sent)
+    ignored: tuple[Ignored, ...] = ()   # read-only columns whose value differs (never sent)
     matched_by: str | None = None   # how a row without ClientId was matched
+    damage: tuple[DMG.Damage, ...] = ()   # cells a spreadsheet reformatted: the exported value stays
+    kept: tuple[Kept, ...] = ()     # cells an earlier import changed in IntakeQ: its value stays
 
     @property
     def needs_live(self) -> bool:
@@ -92,7 +131,9 @@ class RowPlan:
     conflicts: list[Conflict] = field(default_factory=list)
     tag_adds: list[str] = field(default_factory=list)
     tag_removes: list[str] = field(default_factory=list)
-    ignored: tuple[str, ...] = ()
+    ignored: tuple[Ignored, ...] = ()
+    damage: tuple[DMG.Damage, ...] = ()
+    kept: tuple[Kept, ...] = ()
     body: dict | None = None        # the full profile to POST (None: no save)
     message: str = ""
     name_key: tuple[str, str] | None = None   # (first, last) of a create, to recognise it later
@@ -115,12 +156,18 @@ def read_only_columns(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if not F.is_writable(c) and c not in ("ClientId", "Tags")]
 
 
-def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options = Options()) -> list[RowEdit]:
+def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options = Options(), *,
+               written: dict[tuple[int, str], Written] | None = None) -> list[RowEdit]:
     """File vs base: one RowEdit per file row (rows without edits have empty values).
 
     ``file`` keeps its index (spreadsheet row = index + 2); ``base`` is the snapshot
     frame (ClientId column) or None. Vectorised: only rows with a differing cell are
     looked at one by one, so a 100,000-row file with a few edits is quick.
+
+    ``written`` maps (ClientId, field) to the last value an import of ours saved there
+    since the base export was taken (:func:`written_since`): the cells the file still
+    holds as exported are :class:`Kept` (or, with ``prefer_file``, edits that set the
+    exported value back).
     """
     base_by_id = _index_by_client_id(base)
     writable = compared_columns(file.columns)
@@ -136,27 +183,39 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     differs = {col: _differs(col, file[col], aligned[col], options.blank)
                for col in writable + read_only + (["Tags"] if has_tags else [])
                if col in aligned.columns}
+    damage = _take_out_damage(file, aligned, differs, rows, writable)
     in_base = pd.Series(ids, dtype="object").isin(base_by_id.index).to_numpy()
     touched = _any_true(differs.values(), len(file))
     extra = [c for c in writable if c not in differs]   # columns the base lacks (new custom field)
+    since = _by_client(written)
 
     base_match = None
     edits: list[RowEdit] = []
     for pos in range(len(file)):
         cid = ids[pos]
         if cid is not None and in_base[pos]:
-            if not touched[pos] and not any(not _blank(file[c].iat[pos]) for c in extra):
-                edits.append(RowEdit(index=pos, row=rows[pos], client_id=cid, values={}, base={}))
+            earlier = since.get(cid)
+            if not touched[pos] and not earlier and not any(not _blank(file[c].iat[pos]) for c in extra):
+                edits.append(RowEdit(index=pos, row=rows[pos], client_id=cid, values={}, base={},
+                                     damage=damage.get(pos, ())))
                 continue
-            edits.append(_three_way_row(file, pos, rows[pos], cid, base_by_id.loc[cid], writable,
-                                        read_only, differs, has_tags, options, None))
+            base_row = base_by_id.loc[cid]
+            changed = [c for c in writable if c in differs and differs[c][pos]]
+            changed += [c for c in writable if c not in differs and not _blank(file[c].iat[pos])]
+            ignored = tuple(Ignored(c, _value(base_row[c]), _value(file[c].iat[pos]))
+                            for c in read_only if differs[c][pos])
+            edit = _three_way_row(file, pos, rows[pos], cid, base_row, changed, has_tags, options,
+                                  ignored=ignored, damage=damage.get(pos, ()))
+            edits.append(_with_earlier_writes(edit, file, pos, base_row, earlier, options))
             continue
         if cid is None:
             base_match = base_match or _MatchIndex.from_frame(base_by_id)
             matched, how = base_match.find(file.iloc[pos])
             if matched is not None:
-                edits.append(_three_way_row(file, pos, rows[pos], matched, base_by_id.loc[matched],
-                                            writable, read_only, None, has_tags, options, "base: " + how))
+                base_row = base_by_id.loc[matched]
+                changed, cell_damage = _changed_cells(file, pos, rows[pos], base_row, writable, options.blank)
+                edits.append(_three_way_row(file, pos, rows[pos], matched, base_row, changed, has_tags,
+                                            options, matched_by="base: " + how, damage=cell_damage))
                 continue
         edits.append(_two_way_row(file, pos, rows[pos], cid, writable, has_tags, options))
     return edits
@@ -167,27 +226,109 @@ def _any_true(masks, n):
     return np.logical_or.reduce(masks) if masks else np.zeros(n, dtype=bool)
 
 
-def _three_way_row(file, pos, row, cid, base_row, writable, read_only, differs, has_tags, options, matched_by):
-    if differs is None:  # matched by name/email: compare this row cell by cell
-        changed = [c for c in writable if c in base_row.index
-                   and _cell_differs(c, file[c].iat[pos], base_row[c], options.blank)]
-        changed += [c for c in writable if c not in base_row.index and not _blank(file[c].iat[pos])]
-        ignored = ()
-    else:
-        changed = [c for c in writable if c in differs and differs[c][pos]]
-        changed += [c for c in writable if c not in differs and not _blank(file[c].iat[pos])]
-        ignored = tuple(c for c in read_only if c in differs and differs[c][pos])
+def _take_out_damage(file, aligned, differs, rows, writable) -> dict[int, tuple[DMG.Damage, ...]]:
+    """Clear, in ``differs``, every text cell that differs from its base only as a
+    spreadsheet's transformation; returns the writable ones by file position.
+
+    A read-only column's damage is cleared too (it is never sent), without a record.
+    """
+    found: dict[int, list[DMG.Damage]] = {}
+    for col, mask in differs.items():
+        if F.kind_of(col) != "text" or not mask.any():
+            continue
+        for pos in np.flatnonzero(mask):
+            file_value, base_value = _value(file[col].iat[pos]), _value(aligned[col].iat[pos])
+            kind = DMG.classify(base_value, file_value)
+            if kind is None:
+                continue
+            mask[pos] = False
+            if col in writable:
+                found.setdefault(int(pos), []).append(DMG.Damage(rows[pos], col, file_value, base_value, kind))
+    return {pos: tuple(items) for pos, items in found.items()}
+
+
+def _changed_cells(file, pos, row, base_row, writable, blank) -> tuple[list[str], tuple[DMG.Damage, ...]]:
+    """One row compared cell by cell (a new row matched to a base client by name + contact)."""
+    changed, damage = [], []
+    for c in writable:
+        file_value = file[c].iat[pos]
+        if c not in base_row.index:
+            if not _blank(file_value):
+                changed.append(c)
+            continue
+        if not _cell_differs(c, file_value, base_row[c], blank):
+            continue
+        kind = DMG.classify(_value(base_row[c]), _value(file_value)) if F.kind_of(c) == "text" else None
+        if kind is None:
+            changed.append(c)
+        else:
+            damage.append(DMG.Damage(row, c, _value(file_value), _value(base_row[c]), kind))
+    return changed, tuple(damage)
+
+
+def _three_way_row(file, pos, row, cid, base_row, changed, has_tags, options, *, ignored=(), damage=(),
+                   matched_by=None):
     values = {c: _value(file[c].iat[pos]) for c in changed}
     base_values = {c: _value(base_row[c]) if c in base_row.index else None for c in changed}
     tags_add = tags_remove = frozenset()
     if has_tags:
         file_tags = _tags(file["Tags"].iat[pos])
         base_tags = _tags(base_row.get("Tags"))
+        tag_damage = _tag_damage(row, file_tags, base_tags)
+        file_tags = (file_tags - {d.file_value for d in tag_damage}) | {d.base_value for d in tag_damage}
+        damage = tuple(damage) + tag_damage
         tags_add = frozenset(file_tags - base_tags)
         if options.tags == TAGS_REPLACE and (file_tags or options.blank == BLANK_CLEAR):
             tags_remove = frozenset(base_tags - file_tags)
     return RowEdit(index=pos, row=row, client_id=int(cid), values=values, base=base_values,
-                   tags_add=tags_add, tags_remove=tags_remove, ignored=ignored, matched_by=matched_by)
+                   tags_add=tags_add, tags_remove=tags_remove, ignored=ignored, matched_by=matched_by,
+                   damage=damage)
+
+
+def _tag_damage(row: int, file_tags: set[str], base_tags: set[str]) -> tuple[DMG.Damage, ...]:
+    """Tags that are an exported tag with '?' for characters the file's encoding lost."""
+    gone = base_tags - file_tags
+    out = []
+    for tag in sorted(file_tags - base_tags):
+        original = next((b for b in sorted(gone) if DMG.classify(b, tag) == DMG.CHARS_REPLACED), None)
+        if original is not None:
+            gone.discard(original)
+            out.append(DMG.Damage(row, "Tags", tag, original, DMG.CHARS_REPLACED))
+    return tuple(out)
+
+
+def written_since(written: dict[tuple[int, str], Written], taken_at: float | None
+                  ) -> dict[tuple[int, str], Written]:
+    """What imports wrote after the base export was taken (all of it when that is unknown):
+    what they wrote before is in the base already."""
+    return {key: w for key, w in written.items() if taken_at is None or w.at > taken_at}
+
+
+def _by_client(written) -> dict[int, dict[str, Written]]:
+    out: dict[int, dict[str, Written]] = {}
+    for (cid, col), w in (written or {}).items():
+        out.setdefault(int(cid), {})[col] = w
+    return out
+
+
+def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options) -> RowEdit:
+    """The cells of a row the file holds as exported while an earlier import of ours wrote
+    another value since: :class:`Kept`, or with ``prefer_file`` edits back to the export."""
+    if not earlier:
+        return edit
+    kept = []
+    for col, w in earlier.items():
+        if col in edit.values or col not in compared_columns(file.columns) or col not in base_row.index:
+            continue
+        file_value, base_value = _value(file[col].iat[pos]), _value(base_row[col])
+        if not _same(col, file_value, base_value) or _same(col, w.value, base_value):
+            continue
+        if options.prefer_file and (file_value is not None or options.blank == BLANK_CLEAR):
+            edit.values[col], edit.base[col] = file_value, base_value
+        else:
+            kept.append(Kept(col, file_value, w.value, w.at))
+    edit.kept = tuple(kept)
+    return edit
 
 
 def _two_way_row(file, pos, row, cid, writable, has_tags, options):
@@ -213,14 +354,19 @@ def _two_way_row(file, pos, row, cid, writable, has_tags, options):
 
 def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Options(),
               *, live_frame: pd.DataFrame | None = None, universe: Iterable[dict] = (),
-              created_before: dict[tuple[str, str], set[int]] | None = None) -> list[RowPlan]:
-    """Edits vs live → one RowPlan per edit.
+              created_before: dict[tuple[str, str], set[int]] | None = None,
+              written: dict[tuple[int, str], Written] | None = None) -> list[RowPlan]:
+    """Edits vs live → one RowPlan per edit (``edits`` are not modified).
 
     ``live`` maps ClientId → the live API profile of every client an edit names.
     ``universe`` is every live client known (full profiles), for matching new rows by
     IntakeQ's rule: first name + email, or first name + phone. ``created_before`` maps
     (first, last) names (casefolded) to clients earlier imports created: a new row with
     neither email nor phone and such a name is that client, not a second one.
+    ``written`` maps (ClientId, field) to the last value an import of ours saved since
+    the base export: live holding it is our change, not a staff edit (no conflict); a tag
+    change an import of ours already made and live no longer shows was undone by staff
+    since, and is not made again.
     """
     from .codec import clients_to_frame
 
@@ -232,6 +378,7 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
     matcher = _MatchIndex.from_records(universe)
     plans = []
     for edit in edits:
+        edit = dataclasses.replace(edit, values=dict(edit.values))
         if edit.client_id is None and edit.needs_live:
             cid, how = matcher.find_values(edit.values)
             if cid is None:
@@ -244,12 +391,14 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
         if edit.client_id is None:
             plans.append(_plan_create(edit, options))
         elif not edit.needs_live:
-            plans.append(RowPlan(edit.row, edit.client_id, UNCHANGED, ignored=edit.ignored))
+            plans.append(RowPlan(edit.row, edit.client_id, UNCHANGED, ignored=edit.ignored,
+                                 damage=edit.damage, kept=edit.kept))
         elif edit.client_id not in live:
-            plans.append(RowPlan(edit.row, edit.client_id, FAILED, ignored=edit.ignored,
+            plans.append(RowPlan(edit.row, edit.client_id, FAILED, ignored=edit.ignored, damage=edit.damage,
                                  message=f"ClientId {edit.client_id} was not found in IntakeQ"))
         else:
-            plans.append(_plan_update(edit, live[edit.client_id], live_typed.loc[edit.client_id], options))
+            plans.append(_plan_update(edit, live[edit.client_id], live_typed.loc[edit.client_id], options,
+                                      written or {}))
     return plans
 
 
@@ -271,18 +420,24 @@ def _created_earlier(values: dict, created: dict, live: dict) -> tuple[int | Non
     return None, None, None
 
 
-def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options: Options) -> RowPlan:
-    changes, conflicts = [], []
+def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options: Options,
+                 written: dict[tuple[int, str], Written]) -> RowPlan:
+    changes, conflicts, damage = [], [], list(edit.damage)
     for col, new in edit.values.items():
         if new is None and edit.matched_by:   # a new row matched to a client: blanks clear nothing
             continue
         current = _value(live_row[col]) if col in live_row.index else None
         if _same(col, current, new):
             continue
-        if edit.base is not None:
+        if edit.base is None:   # two-way: the damage check compares with live instead
+            kind = DMG.classify(current, new) if F.kind_of(col) == "text" else None
+            if kind is not None:
+                damage.append(DMG.Damage(edit.row, col, new, current, kind))
+                continue
+        else:
             base_value = edit.base.get(col)
-            staff_changed = not _same(col, current, base_value)
-            if staff_changed and not options.prefer_file:
+            if _staff_changed(col, current, base_value, written.get((edit.client_id, col))) \
+                    and not options.prefer_file:
                 conflicts.append(Conflict(col, base_value, new, current))
                 continue
         changes.append(Change(col, current, new))
@@ -294,8 +449,14 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
     else:
         adds = sorted(edit.tags_add - live_tags)
         removes = sorted(edit.tags_remove & live_tags)
+        ours = written.get((edit.client_id, "Tags"))
+        if ours is not None:     # already done by an import of ours, then undone by staff
+            done = _tags(ours.value)
+            adds = [t for t in adds if t not in done]
+            removes = [t for t in removes if t in done]
     plan = RowPlan(edit.row, edit.client_id, UPDATE, changes=changes, tag_adds=adds,
-                   tag_removes=removes, ignored=edit.ignored, message=_matched_note(edit),
+                   tag_removes=removes, ignored=edit.ignored, damage=tuple(damage), kept=edit.kept,
+                   message=_matched_note(edit),
                    tags_after=sorted((live_tags | set(adds)) - set(removes)) if adds or removes else None)
     if conflicts:
         plan.action, plan.conflicts = CONFLICT, conflicts
@@ -307,6 +468,13 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
     if plan.writes == 0:
         plan.action = UNCHANGED
     return plan
+
+
+def _staff_changed(col: str, current, base_value, ours: Written | None) -> bool:
+    """Live differs from the base, and not because an import of ours wrote what it holds."""
+    if _same(col, current, base_value):
+        return False
+    return ours is None or not _same(col, current, ours.value)
 
 
 def _name_follows(changes: list[Change], edit: RowEdit, live_row: pd.Series) -> None:
@@ -356,21 +524,30 @@ def same_client_rows(items) -> list[tuple[int, int, str]]:
     return pairs
 
 
-def same_new_client_rows(plans) -> list[tuple[int, int, str]]:
-    """Two creates IntakeQ would merge (same first name + email, or + phone): the second
-    save would replace the first client's profile with its own."""
+def same_new_client_rows(items) -> list[tuple[int, int, str]]:
+    """Two new clients IntakeQ would merge (same first name + email, or + phone): the
+    second save would replace the first client's profile with its own.
+
+    ``items`` are RowEdits (rows still without a client) or RowPlans (creates).
+    """
     seen = _MatchIndex()
     pairs = []
-    for plan in plans:
-        if getattr(plan, "action", None) != CREATE or not plan.body:
+    for item in items:
+        values = _new_client_values(item)
+        if not values:
             continue
-        body = plan.body
-        found, how = seen.find_values(body)
+        found, how = seen.find_values(values)
         if found is not None:
-            pairs.append((found, plan.row, f"new client, same {how}"))
+            pairs.append((found, item.row, f"new client, same {how}"))
         else:
-            seen.add(plan.row, body.get("FirstName"), body.get("Email"), body.get("Phone"))
+            seen.add(item.row, values.get("FirstName"), values.get("Email"), values.get("Phone"))
     return pairs
+
+
+def _new_client_values(item) -> dict | None:
+    if isinstance(item, RowPlan):
+        return item.body if item.action == CREATE else None
+    return item.values if item.client_id is None else None
 
 
 # --------------------------------------------------------------------------- bodies

@@ -18,8 +18,9 @@ from typing import Callable
 
 import pandas as pd
 
-from . import applied
+from . import applied, checks
 from . import diff as D
+from .codec import damage as DMG
 from .checkpoint import Checkpoint, RowState
 from .errors import BudgetExhausted, ConfigError, EtlError, ValidationFailed
 from .reports import RowResult
@@ -91,6 +92,11 @@ class Base:
     watermark: datetime | None = None
     complete: bool = False             # an unfiltered export: every client of the account is in it
     timezone: str | None = None        # the export's --timezone (its dates of birth are in it)
+
+    @property
+    def taken_at(self) -> float | None:
+        """When the export started (epoch seconds): imports after it wrote what it lacks."""
+        return self.watermark.timestamp() if self.watermark else None
 
 
 @dataclass
@@ -182,27 +188,15 @@ def find_base(source: Path, opts: ImportOptions, settings) -> Base:
     from .snapshots import SnapshotStore
 
     store = SnapshotStore(settings)
-    wanted, how = None, ""
-    if opts.base and opts.base.lower() == "none":
+    if is_no_base(opts.base):
         return Base(None, None, "no base (--base none): comparing with live only (two-way); IntakeQ "
                                 "edits made since the file was produced would be overwritten for the "
                                 "columns it carries")
-    if opts.base:
-        candidate = Path(opts.base)
-        if candidate.is_dir():
-            wanted, how = _manifest_export_id(candidate / "manifest.json"), f"--base {opts.base}"
-            if wanted is None:
-                raise ConfigError(f"--base {opts.base}: no manifest.json with an export id there")
-        else:
-            wanted, how = opts.base, f"--base {opts.base}"
-    else:
-        wanted = _manifest_export_id(source.parent / "manifest.json")
-        how = "the manifest beside the file"
+    wanted, how = named_export(source, opts.base)
     if wanted is not None:
         loaded = store.load(wanted) if store.exists(wanted) else None
         if loaded is not None:
             frame, meta = loaded
-            frame = applied.overlay(settings.account_dir, wanted, frame)
             return _base(frame, wanted, f"base: export {wanted} (from {how})", meta)
         if opts.base:
             raise ConfigError(f"--base {opts.base}: no snapshot of export {wanted} in the state dir")
@@ -210,12 +204,29 @@ def find_base(source: Path, opts: ImportOptions, settings) -> Base:
     if newest is not None:
         export_id, _ = newest
         frame, meta = store.load(export_id)
-        frame = applied.overlay(settings.account_dir, export_id, frame)
         note = f" (the snapshot of export {wanted} is gone)" if wanted else ""
         return _base(frame, export_id, f"base: export {export_id}, the account's newest snapshot{note}", meta)
     gone = f"the snapshot of export {wanted} named by {how} is not in this state dir; " if wanted else ""
     return Base(None, None, f"no base: {gone}comparing with live only (two-way); IntakeQ edits made "
                             "since the file was produced would be overwritten for the columns it carries")
+
+
+def is_no_base(base: str | None) -> bool:
+    return bool(base) and base.lower() == "none"
+
+
+def named_export(source: Path, base: str | None) -> tuple[str | None, str]:
+    """The export id a file names — ``--base`` (an export folder or id), else the manifest
+    beside the file — and how it was found. Local files only."""
+    if not base:
+        return _manifest_export_id(Path(source).parent / "manifest.json"), "the manifest beside the file"
+    candidate = Path(base)
+    if not candidate.is_dir():
+        return base, f"--base {base}"
+    wanted = _manifest_export_id(candidate / "manifest.json")
+    if wanted is None:
+        raise ConfigError(f"--base {base}: no manifest.json with an export id there")
+    return wanted, f"--base {base}"
 
 
 def _base(frame, export_id: str, how: str, meta: dict) -> Base:
@@ -299,8 +310,6 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     base = find_base(source, opts, settings)            # local files only: no request
     opts = dataclasses.replace(opts, timezone=opts.timezone or base.timezone or "UTC")
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
-    for w in warnings:
-        echo(f"warning: {_describe(w)}")
     echo(base.how)
 
     settled: dict[int, RowResult] = {}
@@ -315,12 +324,24 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
             settled[row] = RowResult(row, st.client_id, st.status, st.fields, st.error or "")
     planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
 
-    edits = D.find_edits(planning, base.frame, opts.diff_options())
-    _refuse_two_rows_for_one_client(source, edits)            # before any request
+    written = D.written_since(applied.written(settings.account_dir), base.taken_at)
+    edits = D.find_edits(planning, base.frame, opts.diff_options(), written=written)
+    problems = checks.edit_problems(edits)
+    _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
+    for line in checks.warning_lines(warnings + _without_damage(problems)):
+        echo("warning: " + line)
     live = fetch_live(client, edits, base)
     plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe,
-                        created_before=applied.created_names(settings.account_dir))
-    _refuse_two_rows_for_one_client(source, plans)            # matches found in live; before any write
+                        created_before=applied.created_names(settings.account_dir), written=written)
+    # Matches found in live, and damage found against live (no base): before any write.
+    _refuse_errors(source, checks.same_client_problems(plans) + checks.damage_problems(plans), paths,
+                   before="nothing was written")
+    for line in DMG.summary_lines([d for p in plans for d in p.damage]):
+        echo(line)
+    kept = sum(len(p.kept) for p in plans)
+    if kept:
+        echo(f"kept: {kept} cell(s) the file holds as exported, changed in IntakeQ by an earlier import; "
+             "they stay as that import left them (--prefer file sets them back; see the plan file)")
     known_by_row = {p.row: _known_ids(p, live.universe, base) for p in plans if p.action == D.CREATE}
     for p in plans:
         if p.action in (D.CONFLICT, D.FAILED, D.UNCHANGED):
@@ -330,15 +351,20 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone)
 
 
-def _refuse_two_rows_for_one_client(source: Path, items) -> None:
-    pairs = D.same_client_rows(items) + D.same_new_client_rows(items)
-    if pairs:
-        first, second, cid = pairs[0]
-        more = f" (and {len(pairs) - 1} more pair(s))" if len(pairs) > 1 else ""
-        raise ValidationFailed(
-            f"{source}: rows {first} and {second} are the same client ({cid}; a row without "
-            f"ClientId matches a client by first name + email or phone){more}: keep one of them; "
-            "nothing was written")
+def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:
+    """Stop on the checks' errors (the validation report lists them all)."""
+    from .reports import write_report
+
+    errors = checks.errors_of(problems)
+    if errors:
+        write_report(problems, paths.report)
+        more = f" (and {len(errors) - 1} more: {paths.report})" if len(errors) > 1 else ""
+        raise ValidationFailed(f"{source}: {_describe(errors[0])}{more}; {before}", errors)
+
+
+def _without_damage(problems):
+    """Damage is said per column with an example (``damage.summary_lines``), not per check."""
+    return [p for p in problems if p.check not in checks.DAMAGE_CHECKS.values()]
 
 
 def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], checkpoint) -> int:

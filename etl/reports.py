@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
+from .codec import damage
+from .codec.model import Problem
 from .codec.text import guard
 from .diff import RowPlan
 from .files import atomic_path
@@ -42,7 +45,7 @@ def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> P
 
 
 def plan_lines(plans: list[RowPlan]) -> Iterable[list[Any]]:
-    """One line per field change, conflict, tag call or ignored column; one for a bare row."""
+    """One line per field change, conflict, tag call, ignored column or kept cell; one for a bare row."""
     for p in plans:
         note = p.message
         wrote = False
@@ -59,11 +62,31 @@ def plan_lines(plans: list[RowPlan]) -> Iterable[list[Any]]:
         for t in p.tag_removes:
             wrote = True
             yield [p.row, p.client_id, p.action, "Tags", t, "", "", "remove tag"]
-        for col in p.ignored:
+        for i in p.ignored:
             wrote = True
-            yield [p.row, p.client_id, p.action, col, "", "", "", "read-only column: ignored, never sent"]
+            yield [p.row, p.client_id, p.action, i.field, _cell(i.old), _cell(i.new), "",
+                   "read-only column: ignored, never sent"]
+        for d in p.damage:
+            wrote = True
+            yield [p.row, p.client_id, p.action, d.column, _cell(d.base_value), _cell(d.file_value),
+                   _cell(d.base_value), DAMAGE_NOTES[d.kind]]
+        for k in p.kept:
+            wrote = True
+            yield [p.row, p.client_id, p.action, k.field, _cell(k.written), _cell(k.file), _cell(k.file),
+                   f"kept: changed by an earlier import ({_day(k.at)}); --prefer file sets it back"]
         if not wrote and p.action != "unchanged":
             yield [p.row, p.client_id, p.action, "", "", "", "", note]
+
+
+DAMAGE_NOTES = {
+    damage.REFORMATTED: "kept as exported: the cell looks reformatted by a spreadsheet",
+    damage.CHARS_REPLACED: "kept as exported: '?' in place of characters (save as CSV UTF-8)",
+    damage.LOST: "error: a spreadsheet's number format lost digits of the exported value",
+}
+
+
+def _day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def write_plan(path: Path, plans: list[RowPlan]) -> Path:

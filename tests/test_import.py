@@ -321,7 +321,7 @@ def test_two_rows_for_the_same_client_is_an_error_naming_both_rows(sandbox, run_
     assert "2" in result.output and str(len(rows) + 2) in result.output
 
 
-def test_a_changed_input_file_refuses_to_resume(sandbox, run_cli, tmp_path):
+def test_a_changed_input_file_starts_anew_after_a_finished_run(sandbox, run_cli, tmp_path):
     path = export_csv(run_cli, tmp_path / "export")
     header, rows = read_rows(path)
     rows[0]["City"] = "One"
@@ -330,9 +330,28 @@ def test_a_changed_input_file_refuses_to_resume(sandbox, run_cli, tmp_path):
     rows[0]["City"] = "Two"
     write_rows(path, header, rows)
 
+    again = import_(run_cli, path)
+
+    assert again.exit_code == 0, again.output
+    assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "Two"
+
+
+def test_a_changed_input_file_refuses_to_resume_an_unfinished_run(sandbox, run_cli, tmp_path):
+    from etl.checkpoint import Checkpoint
+    from etl.importer import ImportOptions, plan_identity
+
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "One"
+    write_rows(path, header, rows)
+    with Checkpoint(path.parent / "clients.checkpoint.sqlite", plan_identity(path, ImportOptions())) as cp:
+        cp.begin(2, "save", client_id=int(rows[0]["ClientId"]))      # killed while its save was in flight
+    rows[0]["City"] = "Two"
+    write_rows(path, header, rows)
+
     refused = import_(run_cli, path)
     assert refused.exit_code == 1
-    assert "--restart" in refused.output
+    assert "belongs to another version of the input file" in refused.output and "--restart" in refused.output
 
     restarted = import_(run_cli, path, "--restart")
     assert restarted.exit_code == 0, restarted.output

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import click
 
+import pandas as pd
+
+from .. import checks
 from ..codec import ERROR, Problem, read_table
+from ..errors import ConfigError, ValidationFailed
 from ..reports import write_report
-from ..errors import ValidationFailed
 
 EXAMPLES = 5
 
@@ -19,8 +22,13 @@ def _looks_like_diagnoses(columns) -> bool:
 
 
 def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC",
-                  formula_guard=True):
-    """Read and validate a file; returns (Table, problems, table name). Library entry point."""
+                  formula_guard=True, base=None):
+    """Read and validate a file; returns (Table, problems, table name). Library entry point.
+
+    ``base`` is the typed frame of the export the file came from (or None): with it, the
+    file's edits get the checks an import makes before its first request
+    (:mod:`etl.checks`), so a file called valid here is not refused by ``import``.
+    """
     from .. import fields
 
     table = read_table(path, format=format, encoding=encoding, date_format=date_format,
@@ -35,7 +43,34 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
         return table, problems, "diagnoses"
     from schemas.clients import validate_table
 
-    return table, validate_table(table), "clients"
+    return table, validate_table(table) + _edit_problems(table, base), "clients"
+
+
+def _edit_problems(table, base) -> list[Problem]:
+    from .. import diff as D
+
+    frame = table.frame.set_axis(pd.Index(table.row_numbers - 2))   # index + 2 = spreadsheet row
+    return checks.edit_problems(D.find_edits(frame, base))
+
+
+def find_base_frame(file: Path, base: str | None, state_dir: Path):
+    """The snapshot of the export FILE came from, found in any account of the state dir
+    (validate needs no API key), or None: (frame or None, the line that says how)."""
+    from ..importer import is_no_base, named_export
+    from ..snapshots import SnapshotStore
+
+    if is_no_base(base):
+        return None, "base: none (--base none): the file's new rows are checked on their own"
+    export_id, how = named_export(file, base)
+    if export_id is None:
+        return None, "base: none (no manifest beside the file; pass --base to check edits against an export)"
+    for account in sorted((state_dir / "accounts").glob("*/snapshots")):
+        store = SnapshotStore(path=account)
+        if store.exists(export_id):
+            return store.load(export_id)[0], f"base: export {export_id} (from {how})"
+    if base:
+        raise ConfigError(f"--base {base}: no snapshot of export {export_id} in the state dir")
+    return None, f"base: none (the snapshot of export {export_id} is not in this state dir)"
 
 
 def _where(p: Problem) -> str:
@@ -69,8 +104,7 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
         lines.append("warnings by check:")
         for check, n in Counter(p.check for p in warnings).most_common():
             lines.append(f"  {check:<28} {n}")
-        for p in warnings[:EXAMPLES]:
-            lines.append(f"  {_where(p)}: {p.message} [{p.check}]")
+        lines += ["  " + line for line in checks.warning_lines(warnings)]
     return lines
 
 
@@ -88,8 +122,10 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
               help="The practice's timezone (IANA name), used for dates of birth.")
 @click.option("--no-formula-guard", is_flag=True,
               help="Do not strip the leading ' that exports put before formula-like cells.")
+@click.option("--base", help="The export FILE came from (an export folder or id; 'none': no base), to check "
+                             "its edits as import will  [default: the manifest beside FILE]")
 @click.pass_context
-def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard):
+def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard, base):
     """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
 
     Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
@@ -97,8 +133,10 @@ def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard
     (the header is row 1).
     """
     guard_on = not no_formula_guard
-    table, problems, what = validate_file(file, format=fmt, encoding=encoding,
-                                          date_format=date_format, tz=tz, formula_guard=guard_on)
+    base_frame, how = find_base_frame(file, base, ctx.obj.state_dir)
+    table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
+                                          tz=tz, formula_guard=guard_on, base=base_frame)
+    click.echo(how)
     for line in summary_lines(file, table, problems, what):
         click.echo(line)
     if report is not None:

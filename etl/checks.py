@@ -1,0 +1,93 @@
+"""The checks an import makes on a file's edits before any request, shared with ``validate``.
+
+``validate`` and ``import`` call :func:`edit_problems` on the same edits (the file
+against its base), so a file that ``validate`` calls valid is never refused by an
+import before the first request, and both say it in the same words:
+
+* two rows for one client (the same ClientId, or a new row matching the client of
+  another row by first name + email or phone, as IntakeQ would match it);
+* two new rows that IntakeQ would merge into one client (same first name + email, or
+  first name + phone);
+* cells whose digits a spreadsheet's number format lost (an error), and cells a
+  spreadsheet only reformatted (a warning: the exported value stays);
+* a new row whose text cell is in a spreadsheet's number form (``2134.0``,
+  ``1.2E+05``): a warning, since there is no exported value to repair it from.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
+
+from . import diff as D
+from . import fields as F
+from .codec import damage as DMG
+from .codec.model import ERROR, WARNING, Problem
+
+DAMAGE_CHECKS = {
+    DMG.LOST: "spreadsheet_lost_digits",
+    DMG.REFORMATTED: "spreadsheet_reformatted",
+    DMG.CHARS_REPLACED: "spreadsheet_encoding",
+}
+
+
+def edit_problems(edits: Iterable[D.RowEdit]) -> list[Problem]:
+    """Every problem the edits show without the API: errors first, then warnings."""
+    edits = list(edits)
+    problems = [*same_client_problems(edits), *damage_problems(edits), *number_form_problems(edits)]
+    return sorted(problems, key=lambda p: (p.severity != ERROR, p.row or 0))
+
+
+def same_client_problems(items) -> list[Problem]:
+    """Rows that resolve to one client (``items``: RowEdits, or RowPlans once live matched)."""
+    pairs = D.same_client_rows(items) + D.same_new_client_rows(items)
+    return [Problem(second, "ClientId", None, "same_client_rows",
+                    f"rows {first} and {second} are the same client ({what}; a row without ClientId "
+                    "matches a client by first name + email or phone): keep one of them")
+            for first, second, what in pairs]
+
+
+def damage_problems(items) -> list[Problem]:
+    """One problem per damaged cell: an error where digits were lost, else a warning."""
+    out = []
+    for item in items:
+        for d in item.damage:
+            if d.kind == DMG.LOST:
+                out.append(Problem(d.row, d.column, d.file_value, DAMAGE_CHECKS[d.kind], DMG.LOST_MESSAGE,
+                                   DMG.LOST_HINT))
+            else:
+                note = ("looks reformatted by a spreadsheet" if d.kind == DMG.REFORMATTED
+                        else "has '?' in place of characters its encoding could not hold")
+                out.append(Problem(d.row, d.column, d.file_value, DAMAGE_CHECKS[d.kind],
+                                   f"the cell {note}; the exported value is kept, nothing is sent for it",
+                                   "save as CSV UTF-8, with the column formatted as Text", severity=WARNING))
+    return out
+
+
+def number_form_problems(edits: Iterable[D.RowEdit]) -> list[Problem]:
+    """Text cells of new rows in a spreadsheet's number form (nothing to repair them from)."""
+    return [Problem(e.row, col, value, "number_form_in_new_row",
+                    "a text cell in a spreadsheet's number form (like 2134.0 or 1.2E+05); it would be "
+                    "sent as it is", "format the column as Text and type the value again", severity=WARNING)
+            for e in edits if e.client_id is None
+            for col, value in e.values.items()
+            if F.kind_of(col) == "text" and DMG.looks_like_number_form(value)]
+
+
+def errors_of(problems: Iterable[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == ERROR]
+
+
+def warning_lines(problems: Iterable[Problem], *, examples: int = 3) -> list[str]:
+    """One line per check (and column): its message, a count and the first rows."""
+    groups: dict[tuple[str, str | None, str], list[Problem]] = defaultdict(list)
+    for p in problems:
+        if p.severity != ERROR:
+            groups[(p.check, p.column, p.message)].append(p)
+    lines = []
+    for (check, column, message), items in groups.items():
+        rows = [p.row for p in items if p.row is not None]
+        shown = ", ".join(str(r) for r in rows[:examples]) + (", …" if len(rows) > examples else "")
+        where = f"{column}: " if column else ""
+        count = f"{len(items)} row(s)" + (f" (rows {shown})" if rows else "")
+        lines.append(f"{where}{message} [{check}]: {count}")
+    return lines
