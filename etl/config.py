@@ -13,6 +13,7 @@ from .errors import ConfigError
 DEFAULT_BASE_URL = "https://intakeq.com/api/v1/"
 DEFAULT_MAX_PER_MINUTE = 10
 DEFAULT_MAX_PER_DAY = 500
+DEFAULT_SNAPSHOT_DAYS = 30
 LOOPBACK_HOSTS = {"localhost"}
 
 
@@ -35,6 +36,7 @@ class Settings:
     max_per_day: int = DEFAULT_MAX_PER_DAY
     state_dir: Path = field(default_factory=default_state_dir)
     timeout: float = 60.0
+    snapshot_days: int = DEFAULT_SNAPSHOT_DAYS   # snapshots younger than this are never pruned
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -45,6 +47,7 @@ class Settings:
             "base_url": env.get("INTAKEQ_BASE_URL") or DEFAULT_BASE_URL,
             "max_per_minute": _int_var(env, "INTAKEQ_MAX_PER_MINUTE", DEFAULT_MAX_PER_MINUTE),
             "max_per_day": _int_var(env, "INTAKEQ_MAX_PER_DAY", DEFAULT_MAX_PER_DAY),
+            "snapshot_days": _int_var(env, "INTAKEQ_SNAPSHOT_DAYS", DEFAULT_SNAPSHOT_DAYS),
         }
         if env.get("INTAKEQ_ETL_STATE_DIR"):
             values["state_dir"] = Path(env["INTAKEQ_ETL_STATE_DIR"]).expanduser()
@@ -62,6 +65,8 @@ class Settings:
             raise ConfigError("INTAKEQ_MAX_PER_MINUTE must be a positive whole number")
         if self.max_per_day < 0:
             raise ConfigError("INTAKEQ_MAX_PER_DAY must be 0 (no daily budget) or a positive whole number")
+        if self.snapshot_days < 0:
+            raise ConfigError("INTAKEQ_SNAPSHOT_DAYS must be 0 or a positive whole number of days")
         check_base_url(self.base_url)
 
     def require_key(self) -> str:

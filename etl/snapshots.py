@@ -12,17 +12,21 @@ The import loads one as the *base* of a file that came from that export
 (``SnapshotStore.load(export_id)``); an incremental export starts from the newest
 complete one (``SnapshotStore.newest()``). Files are owner-only (0600, dir 0700) and
 only the last few are kept (plus the newest complete one, so a run of filtered
-exports never forces the next incremental run into a full one).
+exports never forces the next incremental run into a full one), and every snapshot younger
+than ``INTAKEQ_SNAPSHOT_DAYS`` (30 by default): a file an admin edits for weeks keeps its
+base while newer exports run.
 """
 from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from . import fields
+from .config import DEFAULT_SNAPSHOT_DAYS
 from .errors import EtlError
 from .files import atomic_path, discard, ensure_private_dir, write_json_atomic
 
@@ -92,13 +96,17 @@ def _as_tag_list(value) -> list:
 class SnapshotStore:
     """Snapshots of one account: ``SnapshotStore(settings)`` or ``SnapshotStore(path=...)``."""
 
-    def __init__(self, settings=None, *, path: Path | None = None, keep: int = KEEP):
+    def __init__(self, settings=None, *, path: Path | None = None, keep: int = KEEP,
+                 keep_days: float | None = None):
         if path is None:
             if settings is None:
                 raise TypeError("SnapshotStore needs settings or path")
             path = Path(settings.account_dir) / "snapshots"
         self.path = Path(path)
         self.keep = keep
+        if keep_days is None:
+            keep_days = getattr(settings, "snapshot_days", DEFAULT_SNAPSHOT_DAYS)
+        self.keep_days = keep_days
 
     # -- paths -------------------------------------------------------------
     def _check_id(self, export_id: str) -> str:
@@ -128,9 +136,12 @@ class SnapshotStore:
         return target
 
     def prune(self) -> list[str]:
-        """Keep the newest ``keep`` snapshots and the newest complete one; remove the rest."""
+        """Keep the newest ``keep`` snapshots, the newest complete one and those younger than
+        ``keep_days``; remove the rest."""
         entries = self.list()
         keep_ids = {export_id for export_id, _ in entries[: self.keep]}
+        young = time.time() - self.keep_days * 86400
+        keep_ids |= {export_id for export_id, meta in entries if (watermark_epoch(meta) or 0.0) >= young}
         complete = [export_id for export_id, meta in entries if meta.get("complete")]
         if complete:
             keep_ids.add(complete[0])
@@ -176,8 +187,8 @@ class SnapshotStore:
         path = self.meta_path(export_id)
         if not path.exists():
             raise SnapshotNotFound(
-                f"no snapshot of export {export_id} in {self.path} (only the last {self.keep} "
-                "exports are kept)")
+                f"no snapshot of export {export_id} in {self.path} (snapshots are kept "
+                f"{self.keep_days:g} days, and the last {self.keep})")
         return json.loads(path.read_text(encoding="utf-8"))
 
     def load(self, export_id: str) -> tuple[pd.DataFrame, dict]:

@@ -278,3 +278,54 @@ def test_validate_reports_spreadsheet_damage_and_number_forms_in_new_rows(run_cl
     assert "PostalCode: the cell looks reformatted by a spreadsheet; the exported value is kept" in result.output
     assert (f"PostalCode: a text cell in a spreadsheet's number form (like 2134.0 or 1.2E+05); it would be "
             f"sent as it is [number_form_in_new_row]: 1 row(s) (rows {len(rows) + 2})") in result.output
+
+
+# --------------------------------------------------------------------------- issue 9.1: never a stale base
+
+
+def test_a_file_whose_export_snapshot_is_gone_stops_before_any_request(sandbox, run_cli, tmp_path, state_dir):
+    export = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(export)
+    rows[0]["City"] = "Staleville"
+    write_rows(export, header, rows)
+    for snapshot in state_dir.glob("accounts/*/snapshots/*"):
+        snapshot.unlink()
+    sandbox.log.clear()
+
+    result = import_(run_cli, export)
+
+    assert result.exit_code == 1
+    assert sandbox.log == []
+    assert "is gone from the state dir" in result.output and "--base none" in result.output
+
+
+def test_a_file_without_its_manifest_finds_its_export_by_content(sandbox, run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "old")
+    header, rows = read_rows(export)
+    staff = int(rows[1]["ClientId"])
+    sandbox.store.staff_edit(staff, City="Staff City")
+    export_csv(run_cli, tmp_path / "newer")                 # a newer export, after the staff edit
+    rows[0]["Email"] = "moved.file@example.org"
+    desktop = write_rows(tmp_path / "desktop.csv", header, rows)   # no manifest beside it
+    sandbox.log.clear()
+
+    result = import_(run_cli, desktop)
+
+    assert result.exit_code == 0, result.output
+    assert "no manifest beside the file: the snapshot it agrees with best" in result.output
+    assert len(saves(sandbox)) == 1
+    assert sandbox.store.clients[staff]["City"] == "Staff City"      # not set back from the old export
+
+
+def test_a_file_from_an_export_without_its_client_id_column_is_an_error(sandbox, run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(export)
+    renamed = ["Client ID" if h == "ClientId" else h for h in header]
+    write_rows(export, renamed, [{("Client ID" if k == "ClientId" else k): v for k, v in r.items()} for r in rows])
+    sandbox.log.clear()
+
+    result = import_(run_cli, export)
+
+    assert result.exit_code == 1
+    assert sandbox.log == []
+    assert "has no ClientId column" in result.output and "'Client ID' looks like it" in result.output
