@@ -39,7 +39,11 @@ def edit_problems(edits: Iterable[D.RowEdit]) -> list[Problem]:
 
 def same_client_problems(items) -> list[Problem]:
     """Rows that resolve to one client (``items``: RowEdits, or RowPlans once live matched)."""
-    pairs = D.same_client_rows(items) + D.same_new_client_rows(items)
+    items = list(items)
+    # Two rows with one ClientId typed in are the schema's duplicate_client_id already.
+    typed = {i.row for i in items if isinstance(i, D.RowEdit) and i.client_id is not None and not i.matched_by}
+    pairs = [pair for pair in D.same_client_rows(items) if not {pair[0], pair[1]} <= typed]
+    pairs += D.same_new_client_rows(items)
     return [Problem(second, "ClientId", None, "same_client_rows",
                     f"rows {first} and {second} are the same client ({what}; a row without ClientId "
                     "matches a client by first name + email or phone): keep one of them")

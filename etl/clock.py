@@ -1,27 +1,65 @@
 """Time, injectable: everything that waits or timestamps goes through a Clock.
 
 Tests pass a ``FakeClock`` so that no test sleeps for the real rate limit.
+
+A clock also carries the run's stop request (Ctrl-C sets it): since every wait and
+every request goes through the clock, one flag stops them all. A sleep wakes within
+``STOP_POLL_SECONDS`` and raises ``Interrupted``; the API client asks
+:meth:`raise_if_stopped` before it sends anything.
 """
 from __future__ import annotations
 
+import threading
 import time
 
+from .errors import Interrupted
 
-class SystemClock:
-    """Wall-clock time (epoch seconds) and real sleeps."""
+STOP_POLL_SECONDS = 0.2
+STOPPED_MESSAGE = "interrupted (Ctrl-C): no further request was sent"
+
+
+class _Stoppable:
+    """The stop request shared by a run's waits and requests."""
+
+    def __init__(self) -> None:
+        # Only set() and is_set() are used: is_set takes no lock, so the signal handler
+        # that sets it can never deadlock against the main thread.
+        self._stop = threading.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def raise_if_stopped(self) -> None:
+        if self._stop.is_set():
+            raise Interrupted(STOPPED_MESSAGE)
+
+
+class SystemClock(_Stoppable):
+    """Wall-clock time (epoch seconds) and real sleeps that a stop request cuts short."""
 
     def time(self) -> float:
         return time.time()
 
     def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
+        # Short slices: a signal handler cannot end time.sleep early (PEP 475 resumes it),
+        # so the flag it sets is looked at between slices.
+        deadline = time.monotonic() + max(seconds, 0.0)
+        while True:
+            self.raise_if_stopped()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, STOP_POLL_SECONDS))
 
 
-class FakeClock:
+class FakeClock(_Stoppable):
     """A clock that only moves when told to; ``sleep`` advances it instantly."""
 
     def __init__(self, start: float = 1_760_000_000.0):
+        super().__init__()
         self.now = float(start)
         self.slept: list[float] = []
 
@@ -29,6 +67,7 @@ class FakeClock:
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        self.raise_if_stopped()
         if seconds > 0:
             self.slept.append(seconds)
             self.now += seconds

@@ -23,7 +23,7 @@ from . import applied, checks
 from . import diff as D
 from .codec import damage as DMG
 from .checkpoint import Checkpoint, RowState
-from .errors import BudgetExhausted, ConfigError, EtlError, ValidationFailed
+from .errors import BudgetExhausted, ConfigError, EtlError, Interrupted, ValidationFailed
 from .reports import RowResult
 
 PAGE = 100
@@ -74,6 +74,11 @@ class Paths:
     plan: Path
     report: Path
     rejects: Path
+    written: list[Path] = field(default_factory=list)   # what this run wrote, in order (--json lists it)
+
+    def wrote(self, path: Path) -> None:
+        if path not in self.written:
+            self.written.append(path)
 
     @classmethod
     def beside(cls, source: Path, checkpoint=None, results=None, plan=None, report=None, rejects=None):
@@ -147,6 +152,7 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
         from .reports import write_report
 
         write_report(problems, paths.report)
+        paths.wrote(paths.report)
         if not opts.skip_invalid:
             raise ValidationFailed(
                 f"{source}: {len(errors)} validation error(s); nothing was sent. "
@@ -163,6 +169,7 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
         from .reports import write_rejects
 
         write_rejects(paths.rejects, rejects, rejected)
+        paths.wrote(paths.rejects)
         frame = frame.loc[keep]
     return table, frame, warnings, rejected
 
@@ -527,62 +534,95 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     Each round plans afresh against live (rows the checkpoint holds as done are skipped),
     so after a wait of hours nothing stale is sent: a save always carries the live
     profile of that moment, and a client created before the wait is never created again.
+
+    A stop request (Ctrl-C on the client's clock) ends the run within a second, whether
+    it came while planning, applying or sleeping: the outcome of the last round that
+    wrote is returned with ``stopped_by`` set (its results file is written); before any
+    write it raises ``Interrupted``.
     """
+    hooks = hooks or Hooks()
+    last: RunOutcome | None = None          # the latest round, stopped by the budget (--wait)
+    while True:
+        try:
+            if last is not None:
+                _sleep_until(client.clock, last.stopped_by.frees_at, hooks)
+            prepared = _prepare_when_budget_allows(client, settings, source, opts, paths,
+                                                   checkpoint=checkpoint, wait=wait, hooks=hooks)
+            outcome = _plan_and_apply(client, settings, prepared, paths, checkpoint=checkpoint,
+                                      dry_run=dry_run, ask=last is None, hooks=hooks)
+        except Interrupted as stop:
+            if last is None:
+                raise Interrupted("interrupted (Ctrl-C) before the first write: nothing was "
+                                  "written; run the same command again to start") from None
+            return dataclasses.replace(last, stopped_by=stop)
+        if not (wait and _stopped_by_budget_that_frees(outcome)):
+            return outcome
+        last = outcome
+
+
+def _prepare_when_budget_allows(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
+                                checkpoint, wait: bool, hooks: Hooks) -> Prepared:
+    """``prepare``; with ``wait``, a budget used up while planning is slept through."""
+    while True:
+        try:
+            return prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say)
+        except BudgetExhausted as exc:
+            if not wait or exc.frees_at is None:
+                raise
+            _sleep_until(client.clock, exc.frees_at, hooks)
+
+
+def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, checkpoint, dry_run: bool,
+                    ask: bool, hooks: Hooks) -> RunOutcome:
+    """Write the plan, then (unless a dry run or nothing to do) send it and write the results."""
     from .applied import record as record_applied
     from .load import apply_plan
     from .reports import write_plan, write_results
 
-    hooks = hooks or Hooks()
-    clock = client.clock
-    confirmed = False
-    while True:
-        try:
-            prepared = prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say)
-        except BudgetExhausted as exc:
-            if not wait or exc.frees_at is None:
-                raise
-            _sleep_until(clock, exc.frees_at, hooks)
-            continue
-        write_plan(paths.plan, prepared.plans)
-        est = estimate(prepared, client, settings)
-        hooks.planned(prepared, est)
-        todo = prepared.todo
-        if dry_run or not todo:
-            if not dry_run:
-                write_results(paths.results, prepared.results.values())
-            return RunOutcome(prepared, dict(prepared.results))
-        if not confirmed:
-            if not hooks.confirm(est):
-                raise Aborted("nothing was sent")
-            confirmed = True
-        with hooks.progress(len(todo)) as bar:
-            def row_done(plan):
-                hooks.row_done(plan)
-                if bar is not None:
-                    bar.update(1)
+    write_plan(paths.plan, prepared.plans)
+    paths.wrote(paths.plan)
+    est = estimate(prepared, client, settings)
+    hooks.planned(prepared, est)
+    todo = prepared.todo
+    if dry_run or not todo:
+        if not dry_run:
+            write_results(paths.results, prepared.results.values())
+            paths.wrote(paths.results)
+        return RunOutcome(prepared, dict(prepared.results))
+    if ask and not hooks.confirm(est):
+        raise Aborted("nothing was sent")
+    with hooks.progress(len(todo)) as bar:
+        def row_done(plan):
+            hooks.row_done(plan)
+            if bar is not None:
+                bar.update(1)
 
-            outcome = apply_plan(
-                client, todo, checkpoint, tz=prepared.timezone, clock=clock, should_stop=hooks.should_stop,
-                on_created=lambda plan: applied.record_created(settings.account_dir, plan.client_id,
-                                                               *plan.name_key),
-                on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
-                on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
-                                                     plan.client_id, plan.changes))
-        results = dict(prepared.results)
-        results.update(outcome.results)
-        for plan in todo:
-            results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
-                                                   "not sent yet: run the same command again"))
-        write_results(paths.results, results.values())
-        stop = outcome.stopped_by
-        if isinstance(stop, BudgetExhausted) and wait and stop.frees_at is not None:
-            _sleep_until(clock, stop.frees_at, hooks)
-            continue
-        return RunOutcome(prepared, results, stop, applied=True)
+        outcome = apply_plan(
+            client, todo, checkpoint, tz=prepared.timezone, clock=client.clock,
+            should_stop=lambda: hooks.should_stop() or client.clock.stop_requested(),
+            on_created=lambda plan: applied.record_created(settings.account_dir, plan.client_id,
+                                                           *plan.name_key),
+            on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
+            on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
+                                                 plan.client_id, plan.changes))
+    results = dict(prepared.results)
+    results.update(outcome.results)
+    for plan in todo:
+        results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
+                                               "not sent yet: run the same command again"))
+    write_results(paths.results, results.values())
+    paths.wrote(paths.results)
+    return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
+
+
+def _stopped_by_budget_that_frees(outcome: RunOutcome) -> bool:
+    stop = outcome.stopped_by
+    return isinstance(stop, BudgetExhausted) and stop.frees_at is not None
 
 
 def _sleep_until(clock, epoch: float, hooks: Hooks) -> None:
+    """Sleep through the clock: a Ctrl-C cuts it short (``Interrupted``) within a second."""
     from .errors import format_epoch
 
-    hooks.say(f"daily budget used up; waiting until {format_epoch(epoch)} (--wait)")
+    hooks.say(f"daily budget used up; waiting until {format_epoch(epoch)} (--wait; Ctrl-C stops)")
     clock.sleep(max(1.0, epoch - clock.time() + 1.0))

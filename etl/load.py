@@ -12,7 +12,8 @@ Failures:
   effect uncertain, so the operation is verified against live and sent again only if
   it did not land (a few times; a re-run always retries the row);
 * ``BudgetExhausted`` stops the run cleanly (``importer.run_import`` plans again after a
-  ``--wait``); a stop request (Ctrl-C) stops after the request in flight.
+  ``--wait``); a stop request (Ctrl-C) stops after the request in flight: the client
+  sends nothing more (``Interrupted``), not even a retry or a verifying read.
 """
 from __future__ import annotations
 
@@ -53,9 +54,9 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
     ``on_saved(plan)`` hears of each save that landed and, as a plan with one ``Tags``
     change, of each row's completed tag calls (the import records both over the base).
 
-    Stops at the first ``BudgetExhausted`` (``stopped_by``): the row in hand stays in the
-    checkpoint as in flight or pending, and the caller plans again before going on
-    (after a wait, the bodies planned before it would be stale).
+    Stops at the first ``BudgetExhausted`` or ``Interrupted`` (``stopped_by``): the row in
+    hand stays in the checkpoint as in flight or pending, and the caller plans again before
+    going on (after a wait, the bodies planned before it would be stale).
     """
     clock = clock or SystemClock()
     outcome = ApplyOutcome()
@@ -66,7 +67,7 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
         try:
             outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids, on_saved,
                                                    on_created)
-        except BudgetExhausted as exc:
+        except (BudgetExhausted, Interrupted) as exc:   # Interrupted: Ctrl-C during a wait or a retry
             outcome.stopped_by = exc
             break
         finally:

@@ -1,7 +1,10 @@
 """How the CLI fails: one line and an exit code, never a raw traceback or the key."""
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -49,3 +52,17 @@ def test_an_unusable_state_dir_still_gives_one_line(broken_quota, tmp_path):
     assert result.exit_code == 1
     assert "no log could be written" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_closed_stdout_ends_the_command_quietly(tmp_path):
+    """`intakeq-etl quota | head -1`: the reader is gone before quota writes a line."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)                          # every write to the pipe now fails (EPIPE)
+    env = {**os.environ, "INTAKEQ_API_KEY": "a-key", "INTAKEQ_ETL_STATE_DIR": str(tmp_path / "state")}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "etl", "quota"], stdout=write_end,
+                              stderr=subprocess.PIPE, env=env, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0
+    assert proc.stderr == b""

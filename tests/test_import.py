@@ -453,3 +453,74 @@ def test_after_restart_a_created_row_with_email_is_recognised_not_failed(sandbox
     assert writes(sandbox) == []
     assert len(sandbox.store.clients) == count
     assert results_of(path)[len(rows) + 2]["status"] == "unchanged"
+
+
+# --------------------------------------------------------------------------- what the run says
+
+
+def test_a_rerun_whose_only_remaining_row_is_a_conflict_says_it_needs_a_decision(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "AdminCity"
+    rows[1]["City"] = "AdminCity"
+    write_rows(path, header, rows)
+    sandbox.store.staff_edit(int(rows[1]["ClientId"]), City="StaffCity")
+    first = import_(run_cli, path)
+    assert first.exit_code == 4, first.output
+
+    again = import_(run_cli, path)
+
+    assert again.exit_code == 4, again.output
+    assert "nothing to write; 1 conflict needs a decision" in again.output
+    assert "already matches" not in again.output
+
+
+def test_the_conflict_message_counts_in_the_plural():
+    from etl.cli.import_ import _nothing_to_write
+    from etl.reports import RowResult
+
+    conflicts = [RowResult(row, row, "conflict", (), "") for row in (2, 3)]
+    assert _nothing_to_write(conflicts) == "nothing to write; 2 conflicts need a decision"
+    assert _nothing_to_write([]) == "nothing to write: IntakeQ already matches the file"
+
+
+def json_line(result) -> dict:
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
+
+
+def export_then_edit_one_cell(run_cli, tmp_path, column: str, value: str) -> Path:
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[2][column] = value
+    return write_rows(path, header, rows)
+
+
+def test_import_json_prints_one_summary_line_on_stdout(sandbox, run_cli, tmp_path):
+    path = export_then_edit_one_cell(run_cli, tmp_path, "City", "Jsonville")
+
+    result = import_(run_cli, path, "--json")
+
+    assert result.exit_code == 0, result.output
+    summary = json_line(result)
+    assert summary["plan"] == {"update": 1, "unchanged": 19}
+    assert summary["results"] == {"unchanged": 19, "updated": 1}
+    assert summary["requests"] == 2                                    # one page read, one save
+    assert summary["files"] == [str(path.parent / "clients.plan.csv"), str(path.parent / "clients.results.csv")]
+    assert summary["exit_status"] == 0 and summary["error"] is None
+    assert summary["base"] and summary["dry_run"] is False
+    assert "Jsonville" not in result.stdout                           # counts, never client data
+
+
+def test_import_json_prints_its_line_on_exit_1_too(sandbox, run_cli, tmp_path):
+    path = export_then_edit_one_cell(run_cli, tmp_path, "Email", "not-an-email")
+
+    result = import_(run_cli, path, "--json")
+
+    assert result.exit_code == 1, result.output
+    summary = json_line(result)
+    assert summary["exit_status"] == 1 and "validation error" in summary["error"]
+    assert summary["plan"] is None and summary["results"] is None and summary["requests"] == 0
+    assert summary["files"] == [str(path.parent / "clients.report.csv")]
+    assert "error:" in result.stderr                                  # the human line stays on stderr

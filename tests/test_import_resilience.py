@@ -16,10 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import requests
 
 from etl.api import IntakeQClient, Ledger
 from etl.checkpoint import Checkpoint
 from etl.clock import FakeClock
+from etl.errors import Interrupted
 from etl.importer import ImportOptions, Paths, plan_identity, run_import
 from etl.sandbox import Faults
 
@@ -227,3 +229,122 @@ def test_ctrl_c_stops_after_the_request_in_flight_and_the_same_command_resumes(s
     finished = run_cli("import", path, "--yes", "--quiet")
     assert finished.exit_code == 0, finished.output
     assert_account_is_exactly(sandbox, expect, n_before)
+
+
+# --------------------------------------------------------------------------- Ctrl-C during waits
+
+
+def edit_two_cities(run_cli, tmp_path) -> Path:
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    for i, r in enumerate(rows[:2]):
+        r["City"] = f"Waitville {i}"
+    return write_rows(path, header, rows)
+
+
+def ledger_after_planning(run_cli, settings, path) -> tuple[int, int, int]:
+    """(used in 24 h, used in the last minute, reads one planning costs), measured by a dry run."""
+    ledger = Ledger.for_settings(settings)
+    before = ledger.usage().used_24h
+    dry = run_cli("import", path, "--dry-run", "--quiet")
+    assert dry.exit_code == 0, dry.output
+    usage = ledger.usage()
+    ledger.close()
+    return usage.used_24h, usage.used_last_minute, usage.used_24h - before
+
+
+def interrupt_once_stderr_says(proc, marker: str) -> tuple[float, str]:
+    """SIGINT as soon as ``marker`` appears on stderr; (seconds until exit, all of stderr)."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            break
+    assert proc.poll() is None, "".join(seen)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    rest = proc.communicate(timeout=30)[1]
+    return time.monotonic() - sent, "".join(seen) + rest
+
+
+def assert_stopped_with_one_save_and_results(proc, elapsed, err, sandbox, path):
+    assert proc.returncode == 130, err
+    assert elapsed < 2.0, f"took {elapsed:.1f} s to stop"
+    assert "Traceback" not in err
+    assert "result: 1 pending" in err and "run the same command again" in err
+    statuses = Counter(r["status"] for r in results_of(path).values())
+    assert statuses["updated"] == 1 and statuses["pending"] == 1
+    assert saves_so_far(sandbox) == 1
+
+
+def test_ctrl_c_during_a_wait_for_the_daily_budget_stops_within_a_second(
+        sandbox, run_cli, cli_env, settings, tmp_path):
+    path = edit_two_cities(run_cli, tmp_path)
+    used, _, reads = ledger_after_planning(run_cli, settings, path)
+    sandbox.log.clear()
+    proc = spawn_import(cli_env, path, "--wait",
+                        env={"INTAKEQ_MAX_PER_DAY": str(used + reads + 1)})   # room for one save
+
+    elapsed, err = interrupt_once_stderr_says(proc, "waiting until")
+
+    assert_stopped_with_one_save_and_results(proc, elapsed, err, sandbox, path)
+
+
+def test_ctrl_c_during_a_per_minute_wait_stops_within_a_second(sandbox, run_cli, cli_env, settings, tmp_path):
+    path = edit_two_cities(run_cli, tmp_path)
+    _, last_minute, reads = ledger_after_planning(run_cli, settings, path)
+    sandbox.log.clear()
+    proc = spawn_import(cli_env, path,
+                        env={"INTAKEQ_MAX_PER_MINUTE": str(last_minute + reads + 1)})  # one save, then a wait
+
+    elapsed, err = interrupt_once_stderr_says(proc, "requests a minute")
+
+    assert_stopped_with_one_save_and_results(proc, elapsed, err, sandbox, path)
+
+
+class StopsAfterOne(requests.Session):
+    """HTTP that asks the run to stop (as Ctrl-C does) once the first ``method`` request is answered."""
+
+    def __init__(self, clock, method: str):
+        super().__init__()
+        self.clock, self.method = clock, method
+
+    def request(self, method, url, **kwargs):
+        try:
+            return super().request(method, url, **kwargs)
+        finally:
+            if method == self.method:
+                self.clock.request_stop()
+
+
+def test_after_a_stop_request_no_request_starts_not_even_verifying_a_lost_save(sandbox, run_cli, settings, tmp_path):
+    path = edit_two_cities(run_cli, tmp_path)
+    sandbox.configure(faults=Faults(seed=3, lost_response=1.0))   # the retry loop would verify, then go on
+    clock = FakeClock(time.time())
+    client = IntakeQClient(settings, clock=clock, session=StopsAfterOne(clock, "POST"))
+    opts, paths = ImportOptions(), Paths.beside(path)
+    sandbox.log.clear()
+    with Checkpoint(paths.checkpoint, plan_identity(path, opts)) as cp:
+        run = run_import(client, settings, path, opts, paths, checkpoint=cp)
+        states = {row: st.status for row, st in cp.all().items()}
+    client.close()
+
+    assert isinstance(run.stopped_by, Interrupted)
+    assert sandbox.log[-1].method == "POST" and writes_so_far(sandbox) == 1   # nothing after the save
+    assert sorted(states.values()) == ["inflight"]                             # verified by the next run
+    assert Counter(r["status"] for r in results_of(path).values())["pending"] == 2
+
+
+def test_a_stop_request_while_planning_stops_at_the_next_read(sandbox, settings, tmp_path):
+    sandbox.reset(n_clients=350, seed=4)                     # a full pull is 4 pages
+    path = write_rows(tmp_path / "other-system.csv", ["FirstName", "LastName"],
+                      [{"FirstName": "Plan", "LastName": "Stopper"}])
+    clock = FakeClock(time.time())
+    client = IntakeQClient(settings, clock=clock, session=StopsAfterOne(clock, "GET"))
+    sandbox.log.clear()
+
+    with pytest.raises(Interrupted, match="nothing was written"):
+        run_import(client, settings, path, ImportOptions(base="none"), Paths.beside(path), checkpoint=None)
+    client.close()
+
+    assert [e.method for e in sandbox.log] == ["GET"]

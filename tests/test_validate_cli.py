@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -152,3 +153,46 @@ def test_bad_date_format_is_one_line_not_a_crash(run, tmp_path):
     assert result.exit_code == 1
     assert "--date-format" in result.output and "Traceback" not in result.output
     assert "bug" not in result.output and not (tmp_path / "state" / "logs").exists()
+
+
+def json_line(result) -> dict:
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
+
+
+def test_json_prints_one_summary_line_and_moves_the_summary_to_stderr(run, tmp_path):
+    path = tmp_path / "clients.csv"
+    write_table(clients_to_frame(records()), path)
+
+    result = run(path, "--json", "--report", tmp_path / "report.csv")
+
+    assert result.exit_code == 0, result.output
+    summary = json_line(result)
+    assert summary == {"file": str(path), "table": "clients", "rows": 5, "columns": summary["columns"],
+                       "format": "csv", "valid": True, "errors": 0, "warnings": 0,
+                       "errors_by_check": {}, "warnings_by_check": {}, "requests": 0,
+                       "files": [str(tmp_path / "report.csv")], "exit_status": 0, "error": None}
+    assert "5 clients rows" in result.stderr
+
+
+def test_json_prints_its_line_on_exit_1(run, tmp_path):
+    path = tmp_path / "clients.csv"
+    write_table(clients_to_frame(records()), path)
+    path.write_bytes(path.read_bytes().replace(b"\r\n2,", b"\r\n1,"))   # two rows for ClientId 1
+
+    result = run(path, "--json")
+
+    assert result.exit_code == 1, result.output
+    summary = json_line(result)
+    assert summary["valid"] is False and summary["exit_status"] == 1
+    assert summary["errors_by_check"] == {"duplicate_client_id": 2}
+    assert "is not valid" in summary["error"] and summary["files"] == []
+
+
+def test_json_prints_its_line_when_the_file_cannot_be_read(run, tmp_path):
+    result = run(tmp_path / "missing.csv", "--json")
+
+    assert result.exit_code == 1, result.output
+    summary = json_line(result)
+    assert summary["rows"] is None and summary["valid"] is False and summary["error"]

@@ -141,7 +141,12 @@ class IntakeQClient:
         return self._session.decode(response, method, path, body_required=body_required)
 
     def _send_counted(self, method, path, params, json_body) -> requests.Response:
-        """One attempt: reserve a ledger row (may wait or raise), send, record the arrival."""
+        """One attempt: reserve a ledger row (may wait or raise), send, record the arrival.
+
+        After a stop request (Ctrl-C) no attempt starts, whichever loop asks for it (paging,
+        a retry, verifying a lost write): the request in flight was the last one.
+        """
+        self.clock.raise_if_stopped()
         row_id = self.ledger.reserve()
         self.requests_sent += 1
         try:

@@ -7,6 +7,7 @@ quick. Errors are mapped to exit codes in one place (``EtlGroup.invoke``):
   failed/conflict rows; 75 daily budget used up (retry later); 130 Ctrl-C.
 * An unexpected exception (a bug) prints one line naming a log file that holds the
   traceback; ``--debug`` prints the traceback instead.
+* A closed stdout (``| head -1``) ends any command quietly.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EtlError
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EtlError
 from ..files import ensure_private_dir
 from .context import AppContext
+from .output import silence_closed_stdout
 
 # name -> (module, attribute, one-line help shown by `intakeq-etl --help`)
 COMMANDS = {
@@ -62,6 +64,11 @@ class EtlGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # The reader went away (`intakeq-etl quota | head -1`): it has what it wanted,
+            # so end quietly, as other command-line tools do.
+            silence_closed_stdout()
+            ctx.exit(EXIT_OK)
         except Exception as exc:  # a bug: never show users a raw traceback
             app = ctx.obj if isinstance(ctx.obj, AppContext) else None
             if app is not None and app.debug:

@@ -56,6 +56,11 @@ class AppContext:
             self._client = IntakeQClient(settings, **kwargs)
         return self._client
 
+    @property
+    def requests_sent(self) -> int:
+        """Requests this command sent (0 before a client was made)."""
+        return self._client.requests_sent if self._client is not None else 0
+
     def secrets(self) -> list[str]:
         key = (self._settings.api_key if self._settings else None) or self.overrides.get("api_key")
         return [key] if key else []

@@ -1,13 +1,12 @@
 """``intakeq-etl export``: parse options, call :func:`etl.extract.export_clients`, report."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
 
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, EtlError
+from ..errors import EXIT_OK, EtlError
+from .output import exit_status_and_error, print_json_line
 
 
 def _summary(result=None, *, status: int, error: str | None = None, out=None) -> dict:
@@ -102,11 +101,8 @@ def export(ctx, out, format_, incremental, full_refresh, include_deleted, includ
         )
     except (EtlError, KeyboardInterrupt) as exc:   # a scheduler's log gets its line either way
         if as_json:
-            code = exc.exit_code if isinstance(exc, EtlError) else EXIT_INTERRUPTED
-            message = exc.message if isinstance(exc, EtlError) else "interrupted"
-            click.echo(json.dumps(_summary(getattr(exc, "result", None), status=code, error=message,
-                                           out=out)))
-            sys.stdout.flush()
+            code, message = exit_status_and_error(exc)
+            print_json_line(_summary(getattr(exc, "result", None), status=code, error=message, out=out))
         raise
     manifest = result.manifest
     rows = manifest["rows"]
@@ -114,4 +110,4 @@ def export(ctx, out, format_, incremental, full_refresh, include_deleted, includ
     say(f"export {manifest['export_id']}: {manifest['mode']}, {rows['clients']} clients{extra}, "
         f"{manifest['requests']} request(s) → {out}")
     if as_json:
-        click.echo(json.dumps(_summary(result, status=EXIT_OK)))
+        print_json_line(_summary(result, status=EXIT_OK))

@@ -10,6 +10,7 @@ import click
 
 from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMismatch, EtlError,
                       Interrupted, format_epoch)
+from .output import exit_status_and_error, print_json_line
 
 
 @click.command("import", short_help="Import a file: diff, plan, apply only what changed.")
@@ -44,9 +45,12 @@ from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMism
 @click.option("--date-format", help="strftime format of date cells, e.g. %d/%m/%Y")
 @click.option("--no-formula-guard", is_flag=True, help="Keep a leading ' on cells (the file was exported without the guard).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one machine-readable summary line on stdout (messages stay on stderr).")
 @click.pass_context
 def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, tags, blank, prefer,
-            skip_invalid, wait, yes, restart, timezone, fmt, encoding, date_format, no_formula_guard, quiet):
+            skip_invalid, wait, yes, restart, timezone, fmt, encoding, date_format, no_formula_guard, quiet,
+            as_json):
     """Import FILE (CSV, Parquet or XLSX) into IntakeQ.
 
     The file is read and validated first (nothing is sent if it is invalid), compared
@@ -57,7 +61,8 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
 
     Exit codes: 0 all rows succeeded or unchanged; 1 error before any write;
     4 finished with failed or conflict rows; 75 the daily budget ran out (run again
-    later, or use --wait); 130 interrupted.
+    later, or use --wait); 130 interrupted (the first Ctrl-C stops within a second, even
+    during a wait, after the request in flight; the results file is written).
     """
     from .. import importer as I
 
@@ -66,27 +71,77 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
                            base=base, timezone=timezone, format=fmt, encoding=encoding,
                            date_format=date_format, formula_guard=not no_formula_guard)
     paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report)
+    run = None
+    try:
+        run = _run(app, file, opts, paths, dry_run=dry_run, restart=restart, wait=wait,
+                   quiet=quiet, ask=sys.stdin.isatty() and not yes)
+        code = _report_run(run, paths, dry_run)
+    except (EtlError, KeyboardInterrupt) as exc:   # a scheduler's log gets its line either way
+        if as_json:
+            print_json_line(_json_summary(file, paths, run, app, dry_run=dry_run, error=exc))
+        raise
+    if as_json:
+        print_json_line(_json_summary(file, paths, run, app, dry_run=dry_run, status=code))
+    ctx.exit(code)
+
+
+def _run(app, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bool, quiet: bool, ask: bool):
+    """The import itself, with Ctrl-C turned into a stop request on the client's clock."""
+    from .. import importer as I
+
     settings = app.settings()
     settings.require_key()
     cp = _open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart, dry_run)
     try:
-        hooks = _CliHooks(paths, settings, quiet=quiet, ask=sys.stdin.isatty() and not yes)
-        with _stop_on_sigint() as stop:
-            hooks.should_stop = stop
-            run = I.run_import(app.client(), settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
-                               wait=wait, hooks=hooks)
+        client = app.client()
+        hooks = _CliHooks(paths, settings, quiet=quiet, ask=ask)
+        with _stop_on_sigint(client.clock):
+            return I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
+                                wait=wait, hooks=hooks)
     finally:
         if cp is not None:
             cp.close()
+
+
+def _report_run(run, paths, dry_run: bool) -> int:
+    """The closing lines on stderr; the exit code, or the error of a stopped run (75, 130)."""
     if dry_run:
         click.echo("dry run: no write was sent", err=True)
-        return
+        return EXIT_OK
     if not run.applied:
-        click.echo("nothing to write: IntakeQ already matches the file", err=True)
+        click.echo(_nothing_to_write(run.results.values()), err=True)
     _print_summary(run.results.values(), paths)
     if run.stopped_by is not None:
         raise _stop_error(run.stopped_by, run.results)
-    ctx.exit(_exit_code(run.results.values()))
+    return _exit_code(run.results.values())
+
+
+def _nothing_to_write(results) -> str:
+    conflicts = sum(1 for r in results if r.status == "conflict")
+    if not conflicts:
+        return "nothing to write: IntakeQ already matches the file"
+    needs = "conflict needs a decision" if conflicts == 1 else "conflicts need a decision"
+    return f"nothing to write; {conflicts} {needs}"
+
+
+def _json_summary(file: Path, paths, run, app, *, dry_run: bool, status: int | None = None,
+                  error: BaseException | None = None) -> dict:
+    """The one-line --json summary (counts only: no client data, no key)."""
+    message = None
+    if error is not None:
+        status, message = exit_status_and_error(error)
+    prepared = run.prepared if run is not None else None
+    return {
+        "file": str(file),
+        "dry_run": dry_run,
+        "base": prepared.base.export_id if prepared is not None else None,
+        "plan": prepared.counts() if prepared is not None else None,
+        "results": _count_statuses(run.results.values()) if run is not None and not dry_run else None,
+        "requests": app.requests_sent,
+        "files": [str(p) for p in paths.written],
+        "exit_status": status,
+        "error": message,
+    }
 
 
 class _CliHooks:
@@ -94,7 +149,6 @@ class _CliHooks:
 
     def __init__(self, paths, settings, *, quiet: bool, ask: bool):
         self.paths, self.settings, self.quiet, self.ask = paths, settings, quiet, ask
-        self.should_stop = lambda: False
 
     def say(self, message: str) -> None:
         click.echo(message, err=True)
@@ -107,6 +161,9 @@ class _CliHooks:
 
     def row_done(self, plan) -> None:
         pass
+
+    def should_stop(self) -> bool:
+        return False        # Ctrl-C is a stop request on the client's clock (_stop_on_sigint)
 
     def progress(self, total: int):
         return _progress(total, self.quiet)
@@ -143,11 +200,16 @@ def _print_plan(prepared, est: dict, paths, settings) -> None:
     click.echo(f"plan file: {paths.plan}", err=True)
 
 
-def _print_summary(results, paths) -> None:
+def _count_statuses(results) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    click.echo("result: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), err=True)
+    return dict(sorted(counts.items()))
+
+
+def _print_summary(results, paths) -> None:
+    counts = _count_statuses(results)
+    click.echo("result: " + ", ".join(f"{n} {s}" for s, n in counts.items()), err=True)
     click.echo(f"results file: {paths.results}", err=True)
 
 
@@ -190,15 +252,16 @@ def _progress(total: int, quiet: bool):
 
 
 @contextmanager
-def _stop_on_sigint():
-    """First Ctrl-C: stop after the request in flight. A second one interrupts at once."""
-    flag = {"stop": False}
+def _stop_on_sigint(clock):
+    """First Ctrl-C: a stop request on ``clock``. Every wait goes through the clock and every
+    request asks it first, so the run stops within a second, after the request in flight,
+    with its results written. A second Ctrl-C interrupts at once."""
     previous = None
 
     def handler(signum, frame):
-        if flag["stop"]:
+        if clock.stop_requested():
             raise KeyboardInterrupt
-        flag["stop"] = True
+        clock.request_stop()
         click.echo("\nstopping after the request in flight (Ctrl-C again to abort now)", err=True)
 
     try:
@@ -206,7 +269,7 @@ def _stop_on_sigint():
     except ValueError:  # not the main thread (e.g. some test runners)
         previous = None
     try:
-        yield lambda: flag["stop"]
+        yield handler
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

@@ -10,8 +10,9 @@ import pandas as pd
 
 from .. import checks
 from ..codec import ERROR, Problem, read_table
-from ..errors import ConfigError, ValidationFailed
+from ..errors import EXIT_OK, ConfigError, EtlError, ValidationFailed
 from ..reports import write_report
+from .output import exit_status_and_error, print_json_line
 
 EXAMPLES = 5
 
@@ -124,8 +125,10 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
               help="Do not strip the leading ' that exports put before formula-like cells.")
 @click.option("--base", help="The export FILE came from (an export folder or id; 'none': no base), to check "
                              "its edits as import will  [default: the manifest beside FILE]")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one machine-readable summary line on stdout (the summary moves to stderr).")
 @click.pass_context
-def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard, base):
+def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard, base, as_json):
     """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
 
     Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
@@ -133,17 +136,52 @@ def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard
     (the header is row 1).
     """
     guard_on = not no_formula_guard
-    base_frame, how = find_base_frame(file, base, ctx.obj.state_dir)
-    table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
-                                          tz=tz, formula_guard=guard_on, base=base_frame)
-    click.echo(how)
-    for line in summary_lines(file, table, problems, what):
-        click.echo(line)
-    if report is not None:
-        write_report(problems, report, formula_guard=guard_on)
-        click.echo(f"report: {report} ({len(problems)} problem(s))")
-    n_errors = sum(1 for p in problems if p.severity == ERROR)
-    if n_errors:
-        raise ValidationFailed(f"{file.name} is not valid: {n_errors} error(s)"
-                               + ("" if report else "; pass --report PATH for the full list"),
-                               problems)
+    checked = None              # (table, problems, what) once the file was read
+    written: list[Path] = []
+    try:
+        base_frame, how = find_base_frame(file, base, ctx.obj.state_dir)
+        table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
+                                              tz=tz, formula_guard=guard_on, base=base_frame)
+        checked = (table, problems, what)
+        click.echo(how, err=as_json)
+        for line in summary_lines(file, table, problems, what):
+            click.echo(line, err=as_json)        # with --json, stdout holds the JSON line only
+        if report is not None:
+            write_report(problems, report, formula_guard=guard_on)
+            written.append(report)
+            click.echo(f"report: {report} ({len(problems)} problem(s))", err=as_json)
+        n_errors = sum(1 for p in problems if p.severity == ERROR)
+        if n_errors:
+            raise ValidationFailed(f"{file.name} is not valid: {n_errors} error(s)"
+                                   + ("" if report else "; pass --report PATH for the full list"),
+                                   problems)
+    except (EtlError, KeyboardInterrupt) as exc:
+        if as_json:
+            print_json_line(json_summary(file, checked, written, error=exc))
+        raise
+    if as_json:
+        print_json_line(json_summary(file, checked, written))
+
+
+def json_summary(path, checked: tuple | None, written: list[Path], *, error: BaseException | None = None) -> dict:
+    """The one-line --json summary: counts by check, never cell values (they are client data)."""
+    table, problems, what = checked or (None, [], None)
+    errors = [p for p in problems if p.severity == ERROR]
+    warnings = [p for p in problems if p.severity != ERROR]
+    status, message = exit_status_and_error(error) if error is not None else (EXIT_OK, None)
+    return {
+        "file": str(path),
+        "table": what,
+        "rows": len(table.frame) if table is not None else None,
+        "columns": len(table.frame.columns) if table is not None else None,
+        "format": table.format if table is not None else None,
+        "valid": table is not None and not errors,
+        "errors": len(errors),
+        "warnings": len(warnings),
+        "errors_by_check": dict(Counter(p.check for p in errors).most_common()),
+        "warnings_by_check": dict(Counter(p.check for p in warnings).most_common()),
+        "requests": 0,
+        "files": [str(p) for p in written],
+        "exit_status": status,
+        "error": message,
+    }
