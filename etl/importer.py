@@ -433,7 +433,7 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     """
     from .applied import record as record_applied
     from .load import apply_plan
-    from .reports import write_plan, write_results
+    from .reports import write_plan, write_results_or_elsewhere
 
     hooks = hooks or Hooks()
     clock = client.clock
@@ -452,7 +452,7 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
         todo = prepared.todo
         if dry_run or not todo:
             if not dry_run:
-                write_results(paths.results, prepared.results.values())
+                write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir, hooks.say)
             return RunOutcome(prepared, dict(prepared.results))
         if not confirmed:
             if not hooks.confirm(est):
@@ -476,7 +476,7 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
         for plan in todo:
             results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
                                                    "not sent yet: run the same command again"))
-        write_results(paths.results, results.values())
+        write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say)
         stop = outcome.stopped_by
         if isinstance(stop, BudgetExhausted) and wait and stop.frees_at is not None:
             _sleep_until(clock, stop.frees_at, hooks)

@@ -56,6 +56,10 @@ class AppContext:
             self._client = IntakeQClient(settings, **kwargs)
         return self._client
 
+    @property
+    def has_client(self) -> bool:
+        return self._client is not None
+
     def secrets(self) -> list[str]:
         key = (self._settings.api_key if self._settings else None) or self.overrides.get("api_key")
         return [key] if key else []
