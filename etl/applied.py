@@ -15,14 +15,13 @@ snapshots beside it.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Iterable
 
 from .diff import Written
-from .files import ensure_private_dir
+from .files import create_private_file, ensure_private_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS created (
@@ -39,8 +38,7 @@ CREATE TABLE IF NOT EXISTS applied (
 def _connect(account_dir: Path) -> sqlite3.Connection:
     ensure_private_dir(account_dir)
     path = account_dir / "applied.sqlite"
-    if not path.exists():
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    create_private_file(path)
     db = sqlite3.connect(path, isolation_level=None, timeout=30)
     db.executescript(_SCHEMA)
     return db

@@ -17,13 +17,13 @@ started anew.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointMismatch
+from .files import create_private_file
 
 FINAL = frozenset({"created", "updated", "unchanged", "failed"})
 
@@ -67,9 +67,7 @@ class Checkpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if restart and self.path.exists():
             self.path.unlink()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
+        create_private_file(self.path)      # 0600, and never through a symbolic link
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)

@@ -17,12 +17,11 @@ The file holds health data: it is owner-only (0600) like everything in the state
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import ensure_private_dir
+from .files import create_private_file, ensure_private_dir
 
 FILENAME = "diagnoses.sqlite"
 
@@ -50,10 +49,7 @@ class DiagnosesProgress:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         ensure_private_dir(self.path.parent)
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.close(fd)
-        os.chmod(self.path, 0o600)
+        create_private_file(self.path)
         self._conn = sqlite3.connect(self.path, timeout=30.0)
         self._conn.executescript(_SCHEMA)
         self._conn.commit()

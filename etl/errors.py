@@ -8,6 +8,8 @@ writes its traceback to a log file in the state dir and prints one line naming i
 
     EtlError (exit 1)
     ├── ConfigError              bad option or INTAKEQ_* variable, plain-http remote URL
+    │   └── PathError            a path the tool must not write: the input file, another
+    │                            side file, a symbolic link, a read-only folder
     ├── InputError               a file that cannot be read: encoding, ragged rows, empty,
     │   │                        binary, unknown extension, no header
     │   └── ValidationFailed     the file reads but breaks the schema (carries the problems)
@@ -15,16 +17,21 @@ writes its traceback to a log file in the state dir and prints one line naming i
     │   ├── AuthError            401/403: "authentication failed: check INTAKEQ_API_KEY"
     │   ├── ApiUnreachable       connection refused, DNS, timeouts after retries
     │   ├── NotJsonError         HTML (or other non-JSON) where JSON was expected
+    │   ├── WrongShapeError      JSON of the wrong shape: a list of strings, a client
+    │   │                        without a numeric ClientId, an object where a list belongs
     │   ├── RequestRejected      a 4xx answer: final, carries the API's message
     │   └── TransientApiError    5xx, timeout or lost connection on a write: effect uncertain
     ├── BudgetExhausted (75)     daily budget used up (ours or the server's); says when it frees
     ├── CheckpointMismatch       the input file or options changed since the checkpoint
+    ├── StorageError (1 or 4)    the disk or a folder failed under a run (full, read-only,
+    │                            SQLite could not write); 4 once writes were sent
     └── Interrupted (130)        Ctrl-C: stopped cleanly after the request in flight
 
 Messages never contain the API key or client data (names, emails, values).
 """
 from __future__ import annotations
 
+import errno
 from datetime import datetime, timezone
 
 EXIT_OK = 0
@@ -50,6 +57,10 @@ class EtlError(Exception):
 
 class ConfigError(EtlError):
     """A bad option or environment variable."""
+
+
+class PathError(ConfigError):
+    """A path the tool must not write to; refused before anything is written or sent."""
 
 
 class InputError(EtlError):
@@ -88,6 +99,10 @@ class NotJsonError(ApiError):
     """A response that is not JSON, usually a wrong base URL."""
 
 
+class WrongShapeError(ApiError):
+    """JSON, but not the shape the endpoint has: never turned into rows or writes."""
+
+
 class RequestRejected(ApiError):
     """A 4xx answer (other than 401/403/429): the request was refused and will be again."""
 
@@ -119,6 +134,37 @@ class BudgetExhausted(EtlError):
 
 class CheckpointMismatch(EtlError):
     """The checkpoint belongs to another input file or other options."""
+
+
+class StorageError(EtlError):
+    """The disk or a folder failed under a run: full, read-only, or SQLite could not write.
+
+    Exit 1 when nothing was sent yet; 4 (rows not done: run the same command again) once
+    writes were sent, like a run that ends with pending rows.
+    """
+
+    def __init__(self, message: str, *, after_writes: bool = False):
+        super().__init__(message)
+        self.exit_code = EXIT_ROWS_FAILED if after_writes else EXIT_ERROR
+
+
+# What the disk and SQLite say when the surroundings fail (not a bug in the tool).
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                            errno.EFBIG, errno.EIO})
+_SQLITE_STORAGE = ("disk is full", "readonly database", "unable to open database", "disk i/o error",
+                   "database is locked", "file is not a database")
+
+
+def storage_reason(exc: BaseException) -> str | None:
+    """One line saying what failed, when ``exc`` is the disk or SQLite failing; else None."""
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, sqlite3.Error) and any(s in str(exc).lower() for s in _SQLITE_STORAGE):
+        return f"SQLite: {exc}"
+    return None
 
 
 class Interrupted(EtlError):

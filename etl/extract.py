@@ -28,6 +28,7 @@ and :class:`~etl.errors.BudgetExhausted` is raised (exit 75) with ``.result`` se
 """
 from __future__ import annotations
 
+import stat
 import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -41,8 +42,9 @@ from .api.client import PAGE_SIZE
 from .clock import SystemClock
 from .config import Settings
 from .diagnoses_progress import DiagnosesProgress
-from .errors import BudgetExhausted, ConfigError, EtlError, RequestRejected
-from .files import StagedFiles, discard, ensure_private_dir, remove_stale_temps
+from .errors import BudgetExhausted, ConfigError, EtlError, PathError, RequestRejected
+from .files import (StagedFiles, discard, folder_is_writable, make_private_dirs, others_can_read,
+                    refuse_symlink, remove_stale_temps)
 from .manifest import (MANIFEST_NAME, build_manifest, file_entry, iso_utc, new_export_id,
                        schema_version)
 from .snapshots import SnapshotStore, conform_frame, watermark_epoch
@@ -406,10 +408,10 @@ def export_clients(settings_or_client, *, out=None, format: str = "csv",
         raise ConfigError("--incremental cannot be combined with --search, --created-since, "
                           "--updated-since, --custom or --external-id (an incremental export "
                           "is always of the whole account); drop one of them")
+    notify = notify or (lambda message: None)
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None:
-        prepare_out_dir(out_dir)          # before any request: a bad --out costs none
-    notify = notify or (lambda message: None)
+        prepare_out_dir(out_dir, format, notify)     # before any request: a bad --out costs none
 
     own_client = isinstance(settings_or_client, Settings)
     if own_client:
@@ -747,12 +749,37 @@ def diagnoses_to_frame(rows: list[dict]) -> pd.DataFrame:
     return codec_diagnoses(rows)
 
 
-def prepare_out_dir(out_dir: Path) -> None:
-    """Create ``out_dir`` owner-only (0700), or say in one line why it cannot be used."""
+def prepare_out_dir(out_dir: Path, format: str, notify: Notify) -> None:
+    """Make ``out_dir`` ready before any request, or say in one line why it cannot be used.
+
+    A missing folder is created owner-only (0700). An existing one keeps its mode (it is
+    the user's: a shared or group folder, a read-only backup, the working folder): one
+    that others can read gets a warning (the files are 0600 anyway), one that is not
+    writable is refused rather than made writable.
+    """
     try:
-        ensure_private_dir(out_dir)
+        if not out_dir.exists():
+            make_private_dirs(out_dir)
+            return
+        if not out_dir.is_dir():
+            raise ConfigError(f"cannot use --out {out_dir}: it is a file, not a folder")
+        mode = f"{stat.S_IMODE(out_dir.stat().st_mode):04o}"
+        if not folder_is_writable(out_dir):
+            raise PathError(
+                f"cannot use --out {out_dir}: the folder is not writable (mode {mode}); intakeq-etl "
+                "does not change the mode of a folder it did not create: choose another folder, "
+                "or make this one writable")
+        for name in (*output_names(format), MANIFEST_NAME):
+            refuse_symlink(out_dir / name, "--out:")
+        if others_can_read(out_dir):
+            notify(f"warning: --out {out_dir} can be read by others (mode {mode}); its mode is "
+                   "left as it is, the files are written owner-only (0600)")
     except OSError as exc:
         raise ConfigError(f"cannot use --out {out_dir}: {exc.strerror or exc}") from None
+
+
+def output_names(format: str) -> list[str]:
+    return [f"{stem}.{format}" for stem in OUTPUT_STEMS]
 
 
 def _write(run: _Run, out_dir: Path, format: str, frame, deleted_frame, diagnoses_frame,
@@ -770,7 +797,7 @@ def _write_files(run: _Run, out_dir: Path, format: str, frame, deleted_frame, di
                  columns, formula_guard, manifest_args, store, export_id, snapshot_meta):
     from .codec import write_table
 
-    ensure_private_dir(out_dir)
+    make_private_dirs(out_dir)          # removed meanwhile: created again; an existing one keeps its mode
     remove_stale_temps(out_dir)
     tables = [("clients", frame[columns] if columns else frame, None)]
     if deleted_frame is not None:

@@ -3,7 +3,9 @@
 A file is written to a temporary name in its target directory (so the final rename
 never crosses a filesystem), flushed to disk, made 0600, and renamed into place with
 ``os.replace``. A run that fails or is killed leaves the previous file intact and
-never a truncated one; a failed run's temporary file is removed.
+never a truncated one; a failed run's temporary file is removed. No file is ever
+written through a symbolic link (:func:`open_private`, :func:`refuse_symlink`), and a
+folder the tool did not create keeps its mode (:func:`make_private_dirs`).
 
 Several files that belong together (an export's clients, deleted clients, diagnoses
 and manifest) are written as a :class:`StagedFiles` batch: every file is first
@@ -19,6 +21,7 @@ written to its temporary name, then all are renamed, the manifest last.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -26,24 +29,118 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import PathError
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 TEMP_PREFIX = ".intakeq-etl-tmp-"
 
 
-def ensure_private_dir(path: Path | str) -> Path:
-    """Create ``path`` and its missing parents owner-only (0700), and make ``path`` 0700.
+def make_private_dirs(path: Path | str) -> Path:
+    """Create ``path`` and its missing parents owner-only (0700); leave existing folders alone.
 
-    An existing directory is made 0700 too: an export dir holds health data. Existing
-    parents are left as they are.
+    The mode of a folder the tool did not create is the user's choice (a shared ``1777``,
+    a group ``2775`` project folder, a read-only ``0500`` backup, the working folder of
+    ``--out .``): it is never changed.
     """
     path = Path(path)
     missing = [p for p in (path, *path.parents) if not p.exists()]
     for folder in reversed(missing):        # folders this call creates are all owner-only
         folder.mkdir(mode=DIR_MODE, exist_ok=True)
-        os.chmod(folder, DIR_MODE)
+        os.chmod(folder, DIR_MODE)          # mkdir's mode is narrowed by the umask only
+    return path
+
+
+def ensure_private_dir(path: Path | str) -> Path:
+    """Like :func:`make_private_dirs`, and make ``path`` itself 0700 even if it existed.
+
+    Only for the state dir's own folders (account, snapshots, logs): they hold health
+    data and no one else's files. Never for a folder the user named (``--out``).
+    """
+    path = make_private_dirs(path)
     os.chmod(path, DIR_MODE)
     return path
+
+
+def folder_is_writable(path: Path | str) -> bool:
+    """Whether files may be written into the existing folder ``path``.
+
+    ``os.access`` says yes to root for every folder, so a folder with no write bit at all
+    (a ``0500`` backup) is taken as read-only on purpose, whoever runs the tool.
+    """
+    mode = os.stat(path).st_mode
+    return os.access(path, os.W_OK | os.X_OK) and bool(mode & 0o222)
+
+
+def others_can_read(path: Path | str) -> bool:
+    return bool(os.stat(path).st_mode & 0o044)
+
+
+def refuse_symlink(path: Path | str, what: str = "") -> None:
+    """Raise PathError when ``path`` is a symbolic link (dangling or not)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise _symlink_error(path, what)
+
+
+def _symlink_error(path: Path, what: str = "") -> PathError:
+    label = f"{what} " if what else ""
+    return PathError(f"{label}{path} is a symbolic link: intakeq-etl never writes its files "
+                     "through a link (the write would land wherever it points); remove the link "
+                     "or choose another path")
+
+
+def open_private(path: Path | str, flags: int = os.O_RDWR) -> int:
+    """Open ``path`` for writing, creating it owner-only (0600), never through a link.
+
+    The one place the tool creates a file by name: the SQLite stores (checkpoint, ledger,
+    applied, diagnoses) and crash logs. ``O_NOFOLLOW`` refuses a link to an existing
+    file (it would be chmodded and overwritten) and a dangling one (``O_CREAT`` would
+    create the file wherever it points). The mode is set on the open descriptor, so it
+    is always this file's. Returns the descriptor.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise _symlink_error(path) from None
+        raise
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_private_file(path: Path | str) -> Path:
+    """Create ``path`` owner-only if missing (or make it 0600): before SQLite opens it by
+    name, and so that its -wal/-journal files inherit the mode."""
+    os.close(open_private(path))
+    return Path(path)
+
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether two paths name one file: equal once resolved (links, ``..``), or the same
+    inode (hard links, a case-insensitive file system)."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:     # one of them does not exist yet: the resolved paths decide
+        return False
+
+
+def first_clash(named: dict[str, Path]) -> tuple[str, str, Path] | None:
+    """The first two entries of ``named`` (label → path) that are one file, or None."""
+    items = list(named.items())
+    for i, (label_a, a) in enumerate(items):
+        for label_b, b in items[i + 1:]:
+            if same_file(a, b):
+                return label_a, label_b, Path(b)
+    return None
 
 
 def new_temp_path(target: Path | str) -> Path:
@@ -106,6 +203,7 @@ def atomic_path(target: Path | str, *, private_dir: bool = False, parents: bool 
     ``parents`` creates missing folders as they are.
     """
     target = Path(target)
+    refuse_symlink(target)      # os.replace would swap the link for a file, silently
     if private_dir:
         ensure_private_dir(target.parent)
     elif parents:
@@ -165,7 +263,7 @@ class StagedFiles:
     """
 
     def __init__(self, directory: Path | str):
-        self.directory = ensure_private_dir(directory)
+        self.directory = make_private_dirs(directory)    # an existing folder keeps its mode
         self._staged: dict[str, Path] = {}
         self.committed: list[Path] = []
 
@@ -199,6 +297,8 @@ class StagedFiles:
     def commit(self, last: tuple[str, ...] | list[str] = ()) -> list[Path]:
         """Rename every staged file into place; the names in ``last`` after the others."""
         order = [n for n in self._staged if n not in last] + [n for n in last if n in self._staged]
+        for name in order:      # all checked before the first rename: a batch lands whole or not at all
+            refuse_symlink(self.directory / name)
         for name in order:
             tmp = self._staged.pop(name)
             self.committed.append(commit_temp(tmp, self.directory / name))

@@ -577,7 +577,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     """Write the plan, then (unless a dry run or nothing to do) send it and write the results."""
     from .applied import record as record_applied
     from .load import apply_plan
-    from .reports import write_plan, write_results
+    from .reports import write_plan, write_results_or_elsewhere
 
     write_plan(paths.plan, prepared.plans)
     paths.wrote(paths.plan)
@@ -586,8 +586,8 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     todo = prepared.todo
     if dry_run or not todo:
         if not dry_run:
-            write_results(paths.results, prepared.results.values())
-            paths.wrote(paths.results)
+            paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
+                                                   hooks.say))
         return RunOutcome(prepared, dict(prepared.results))
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
@@ -610,8 +610,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     for plan in todo:
         results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
                                                "not sent yet: run the same command again"))
-    write_results(paths.results, results.values())
-    paths.wrote(paths.results)
+    paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say))
     return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
 
 

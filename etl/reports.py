@@ -9,7 +9,8 @@ import csv
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
@@ -17,7 +18,7 @@ from .codec import damage
 from .codec.model import Problem
 from .codec.text import guard
 from .diff import RowPlan
-from .files import atomic_path
+from .files import atomic_path, make_private_dirs
 
 REPORT_COLUMNS = ["row", "column", "value", "check", "severity", "message", "hint"]
 PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "note"]
@@ -97,6 +98,29 @@ def write_results(path: Path, results: Iterable[RowResult]) -> Path:
     return write_csv(path, RESULT_COLUMNS, (
         [r.row, r.client_id, r.status, "; ".join(r.fields), r.message]
         for r in sorted(results, key=lambda r: r.row)))
+
+
+def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir: Path,
+                               say: Callable[[str], None]) -> Path:
+    """Write the results file where ``paths.results`` says or, when that fails (a full
+    disk, a read-only folder), into the account's state dir; say where.
+
+    After writes were sent the results are the only per-row account of what happened: never
+    lose them to the folder of the input. ``paths.results`` is updated to where they are.
+    """
+    results = list(results)
+    try:
+        return write_results(paths.results, results)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    elsewhere = Path(account_dir) / "results" / f"{paths.results.stem}-{stamp}.csv"
+    make_private_dirs(elsewhere.parent)
+    write_results(elsewhere, results)
+    say(f"warning: the results file could not be written to {paths.results} ({reason}); "
+        f"it was written to {elsewhere} instead")
+    paths.results = elsewhere
+    return elsewhere
 
 
 def write_rejects(path: Path, frame: pd.DataFrame, problems_by_row: dict[int, list[str]]) -> Path:

@@ -16,7 +16,7 @@ import requests
 
 from ..clock import SystemClock
 from ..config import Settings
-from ..errors import ApiError, ConfigError
+from ..errors import ApiError, ConfigError, WrongShapeError
 from .ledger import Ledger
 from .retry import RetryPolicy
 from .session import ApiSession
@@ -40,6 +40,7 @@ class IntakeQClient:
         self.clock = clock or SystemClock()
         self.ledger = Ledger.for_settings(settings, clock=self.clock)
         self.requests_sent = 0
+        self.writes_sent = 0          # POST/DELETE attempts: after one, a stop leaves work half done
         self._session = ApiSession(settings, session)
         self._retry = RetryPolicy(self.clock, base_url=self._session.base_url, rng=rng)
 
@@ -75,7 +76,7 @@ class IntakeQClient:
         previous = None
         page_number = 1
         while True:
-            page = self._get_list("clients", {**params, "page": str(page_number)})
+            page = self._get_clients({**params, "page": str(page_number)})
             if page and page == previous:
                 raise ApiError("the server returned the same page twice (it ignores the "
                                "page parameter?); stopped to avoid an endless loop")
@@ -93,7 +94,7 @@ class IntakeQClient:
     def get_client(self, client_id: int) -> dict | None:
         """The full profile of one client, or None if there is no such client."""
         wanted = int(client_id)
-        found = self._get_list("clients", {"search": str(wanted), "includeProfile": "true"})
+        found = self._get_clients({"search": str(wanted), "includeProfile": "true"})
         for record in found:
             if _as_int(record.get("ClientId")) == wanted:
                 return record
@@ -103,7 +104,11 @@ class IntakeQClient:
         """POST the whole client (a save replaces every writable field); the saved profile."""
         saved = self._request("POST", "clients", json_body=record)
         if not isinstance(saved, dict):
-            raise ApiError("POST clients: expected the saved client as a JSON object")
+            raise WrongShapeError(f"POST clients: expected the saved client as a JSON object, got "
+                                  f"{json_kind(saved)}")
+        if client_id_of(saved) is None:
+            raise WrongShapeError("POST clients: the saved client has no valid ClientId (a positive "
+                                  f"whole number; found {json_kind(saved.get('ClientId'))})")
         return saved
 
     def add_tag(self, client_id: int, tag: str) -> None:
@@ -126,11 +131,27 @@ class IntakeQClient:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _get_list(self, path: str, params: dict | None = None) -> list:
+    def _get_list(self, path: str, params: dict | None = None) -> list[dict]:
+        """A GET whose answer must be a JSON list of objects (clients, diagnoses)."""
         body = self._request("GET", path, params=params)
         if not isinstance(body, list):
-            raise ApiError(f"GET {path}: expected a JSON list, got a JSON {type(body).__name__}")
+            raise WrongShapeError(f"GET {path}: expected a JSON list, got {json_kind(body)}")
+        for n, item in enumerate(body, 1):
+            if not isinstance(item, dict):
+                raise WrongShapeError(f"GET {path}: item {n} of the list is {json_kind(item)}, "
+                                      "not a JSON object")
         return body
+
+    def _get_clients(self, params: dict) -> list[dict]:
+        """GET clients; every record must name its client (a row without one is useless
+        to an export and dangerous to an import)."""
+        records = self._get_list("clients", params)
+        for n, record in enumerate(records, 1):
+            if client_id_of(record) is None:
+                found = record.get("ClientId", record.get("ClientNumber"))
+                raise WrongShapeError(f"GET clients: client {n} of the answer has no valid ClientId "
+                                      f"(a positive whole number; found {json_kind(found)})")
+        return records
 
     def _request(self, method: str, path: str, *, params: dict | None = None, json_body=None,
                  body_required: bool = True):
@@ -149,6 +170,8 @@ class IntakeQClient:
         self.clock.raise_if_stopped()
         row_id = self.ledger.reserve()
         self.requests_sent += 1
+        if method != "GET":
+            self.writes_sent += 1
         try:
             return self._session.send(method, path, params=params, json_body=json_body)
         finally:
@@ -188,6 +211,36 @@ def api_date(value, name: str = "date") -> str:
     if isinstance(value, str) and _ISO_DATE.match(value.strip()):
         return value.strip()
     raise ConfigError(f"{name} must be a date or a 'yyyy-MM-dd' string, not {value!r}")
+
+
+def client_id_of(record: dict) -> int | None:
+    """The record's ClientId (a short record has only ClientNumber), when it is a positive
+    whole number (a JSON number, or digits in a string as in ClientNumber); else None."""
+    value = record.get("ClientId", record.get("ClientNumber"))
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def json_kind(value) -> str:
+    """What a JSON value is, for messages (never the value: it may be client data)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    if isinstance(value, str):
+        return "a JSON string" if value.strip() else "an empty JSON string"
+    if isinstance(value, list):
+        return "a JSON list"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return type(value).__name__
 
 
 def _as_int(value) -> int | None:

@@ -16,7 +16,6 @@ concurrent processes using the same key share the minute window and the daily bu
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from ..clock import SystemClock
 from ..config import Settings
-from ..files import ensure_private_dir
+from ..files import create_private_file, ensure_private_dir
 from ..errors import BudgetExhausted, ConfigError
 
 log = logging.getLogger("etl.api")
@@ -214,21 +213,13 @@ class _Transaction:
 
 def _open_database(path: Path) -> sqlite3.Connection:
     ensure_private_dir(path.parent)
-    _create_private_file(path)
+    create_private_file(path)     # 0600 (its -wal/-shm files inherit it), never through a link
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
                            check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)
     return conn
-
-
-def _create_private_file(path: Path) -> None:
-    """Create the file owner-only (0600) before SQLite opens it; its -wal/-shm files
-    inherit the database file's permissions."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
 
 
 def seconds_needed(n_requests: int, window: list[float], now: float, per_minute: int) -> float:

@@ -21,8 +21,8 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EtlError
-from ..files import ensure_private_dir
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EtlError, storage_reason
+from ..files import ensure_private_dir, open_private
 from .context import AppContext
 from .output import silence_closed_stdout
 
@@ -70,6 +70,10 @@ class EtlGroup(click.Group):
             silence_closed_stdout()
             ctx.exit(EXIT_OK)
         except Exception as exc:  # a bug: never show users a raw traceback
+            reason = storage_reason(exc)
+            if reason is not None:      # the disk or a folder failed, not the tool: one line
+                click.echo(f"error: cannot write: {reason}", err=True)
+                ctx.exit(EXIT_ERROR)
             app = ctx.obj if isinstance(ctx.obj, AppContext) else None
             if app is not None and app.debug:
                 raise
@@ -93,7 +97,7 @@ def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:
     text = "".join(traceback.format_exception(exc))
     for secret in app.secrets() if app is not None else ():
         text = text.replace(secret, "***")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(path, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "w") as fh:
         fh.write(f"intakeq-etl {__version__}\n{text}")
     return path

@@ -61,6 +61,10 @@ class AppContext:
         """Requests this command sent (0 before a client was made)."""
         return self._client.requests_sent if self._client is not None else 0
 
+    @property
+    def has_client(self) -> bool:
+        return self._client is not None
+
     def secrets(self) -> list[str]:
         key = (self._settings.api_key if self._settings else None) or self.overrides.get("api_key")
         return [key] if key else []

@@ -35,7 +35,7 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
 @click.command("export")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write clients.<ext>, manifest.json (and the others) to; "
-                   "created owner-only (0700).")
+                   "created owner-only (0700) when missing; an existing folder keeps its mode.")
 @click.option("--format", "format_", type=click.Choice(["csv", "parquet", "xlsx"]),
               default="csv", show_default=True, help="File format.")
 @click.option("--incremental", is_flag=True,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import click
 
 from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMismatch, EtlError,
-                      Interrupted, format_epoch)
+                      Interrupted, PathError, StorageError, format_epoch, storage_reason)
+from ..files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
 from .output import exit_status_and_error, print_json_line
 
 
@@ -71,11 +73,14 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
                            base=base, timezone=timezone, format=fmt, encoding=encoding,
                            date_format=date_format, formula_guard=not no_formula_guard)
     paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report)
+    check_side_files(file, paths)            # before anything is written or sent
+    asked_results = paths.results
     run = None
     try:
         run = _run(app, file, opts, paths, dry_run=dry_run, restart=restart, wait=wait,
                    quiet=quiet, ask=sys.stdin.isatty() and not yes)
-        code = _report_run(run, paths, dry_run)
+        # Results written elsewhere (a full disk beside the input): a script would miss them.
+        code = _report_run(run, paths, dry_run, moved=paths.results != asked_results)
     except (EtlError, KeyboardInterrupt) as exc:   # a scheduler's log gets its line either way
         if as_json:
             print_json_line(_json_summary(file, paths, run, app, dry_run=dry_run, error=exc))
@@ -86,24 +91,32 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
 
 
 def _run(app, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bool, quiet: bool, ask: bool):
-    """The import itself, with Ctrl-C turned into a stop request on the client's clock."""
+    """The import itself, with Ctrl-C turned into a stop request on the client's clock, and
+    a failing disk or database turned into one line (exit 1 before any write, else 4)."""
     from .. import importer as I
 
     settings = app.settings()
     settings.require_key()
-    cp = _open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart, dry_run)
+    cp = None
     try:
+        cp = _open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart, dry_run)
         client = app.client()
         hooks = _CliHooks(paths, settings, quiet=quiet, ask=ask)
         with _stop_on_sigint(client.clock):
-            return I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
-                                wait=wait, hooks=hooks)
+            run = I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
+                               wait=wait, hooks=hooks)
+    except (OSError, sqlite3.Error) as exc:
+        stop = _storage_stop(exc, app)
+        if stop is None:        # not the disk: a bug, for the crash log
+            raise
+        raise stop from None
     finally:
         if cp is not None:
             cp.close()
+    return run
 
 
-def _report_run(run, paths, dry_run: bool) -> int:
+def _report_run(run, paths, dry_run: bool, *, moved: bool = False) -> int:
     """The closing lines on stderr; the exit code, or the error of a stopped run (75, 130)."""
     if dry_run:
         click.echo("dry run: no write was sent", err=True)
@@ -113,7 +126,7 @@ def _report_run(run, paths, dry_run: bool) -> int:
     _print_summary(run.results.values(), paths)
     if run.stopped_by is not None:
         raise _stop_error(run.stopped_by, run.results)
-    return _exit_code(run.results.values())
+    return max(_exit_code(run.results.values()), EXIT_ROWS_FAILED if moved else EXIT_OK)
 
 
 def _nothing_to_write(results) -> str:
@@ -142,6 +155,60 @@ def _json_summary(file: Path, paths, run, app, *, dry_run: bool, status: int | N
         "exit_status": status,
         "error": message,
     }
+
+
+SIDE_FILE_LABELS = {"checkpoint": "--checkpoint", "results": "--results", "plan": "--plan",
+                    "report": "--report", "rejects": "the rejects file"}
+
+
+def check_side_files(source: Path, paths) -> None:
+    """Refuse side files that would destroy something, before anything is written or sent.
+
+    Seen: ``--results`` naming the edited spreadsheet replaced it with the results. So no
+    side file may be the input file or another side file (resolved paths and inodes are
+    compared: links and ``..`` do not hide a clash), none may be a symbolic link, and each
+    folder must be writable (missing folders are then created 0700).
+    """
+    named = {SIDE_FILE_LABELS[name]: Path(getattr(paths, name)) for name in SIDE_FILE_LABELS}
+    clash = first_clash({"the input file": source, **named})
+    if clash is not None:
+        first, second, path = clash
+        what = (f"{second} {path} is the input file itself: writing it would replace your file"
+                if first == "the input file" else
+                f"{first} and {second} are the same file ({path}): one would overwrite the other")
+        raise PathError(f"{what}; choose another path. Nothing was written or sent")
+    for label, path in named.items():
+        refuse_symlink(path, label)
+    for label, path in named.items():
+        folder = _nearest_existing(path.parent)
+        if not folder_is_writable(folder):
+            raise PathError(
+                f"cannot write {label} {path}: the folder {folder} is not writable; pass --checkpoint, "
+                "--results, --plan and --report in a writable folder. Nothing was written or sent")
+    for path in named.values():
+        make_private_dirs(path.parent)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _storage_stop(exc: BaseException, app) -> StorageError | None:
+    """The disk or SQLite failed under the import: one line, saying whether writes were
+    sent (exit 4: run again to resume) or not (exit 1). None when it is not the disk."""
+    reason = storage_reason(exc)
+    if reason is None:
+        return None
+    sent = app.client().writes_sent if app.has_client else 0
+    if not sent:
+        return StorageError(f"cannot write: {reason}. No write was sent to IntakeQ; free space or "
+                            "fix the folder, then run the same command again")
+    return StorageError(
+        f"stopped: cannot write: {reason}. {sent} write(s) had been sent to IntakeQ; free space or "
+        "fix the folder, then run the same command again: the checkpoint resumes, and a row whose "
+        "answer was not recorded is checked against IntakeQ, not sent twice", after_writes=True)
 
 
 class _CliHooks:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..files import ensure_private_dir
+from ..files import make_private_dirs
 
 
 @click.command("sandbox")
@@ -42,7 +42,7 @@ def sandbox(ctx, port, state, clients, seed, reset, key, per_minute, per_day, no
     from ..sandbox import Faults, SandboxServer, Store, state_file
 
     path = state or state_file(ctx.obj.state_dir)
-    ensure_private_dir(path.parent)
+    make_private_dirs(path.parent)       # --state may name a folder of the user's: keep its mode
     store = None
     if reset or not path.exists():
         store = Store.seeded(clients, seed)

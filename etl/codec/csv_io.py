@@ -62,6 +62,27 @@ def _encoding_error(path: Path, encoding: str) -> InputError:
                       f"{other})")
 
 
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16-le`` or ``utf-16-be`` when ``head`` looks like UTF-16 text without a BOM
+    (some exporters and "Unicode Text" saves write none), else None.
+
+    A CSV header and its cells are mostly ASCII, which UTF-16 stores as one zero byte and
+    one non-zero byte: zeros at odd offsets only is little-endian, at even ones big-endian.
+    Real binary files have zeros at both.
+    """
+    sample = head[:8192]
+    sample = sample[: len(sample) // 2 * 2]
+    if len(sample) < 4:
+        return None
+    pairs = len(sample) // 2
+    even_zeros, odd_zeros = sample[0::2].count(0), sample[1::2].count(0)
+    if odd_zeros >= pairs * 0.3 and even_zeros <= odd_zeros * 0.02:
+        return "utf-16-le"
+    if even_zeros >= pairs * 0.3 and odd_zeros <= even_zeros * 0.02:
+        return "utf-16-be"
+    return None
+
+
 def _sniff(path: Path, encoding: str | None) -> tuple[str, str, str]:
     """Check the start of the file; returns (codec name, decoded head, delimiter)."""
     with open(path, "rb") as fh:
@@ -72,7 +93,7 @@ def _sniff(path: Path, encoding: str | None) -> tuple[str, str, str]:
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             encoding = "utf-16"
         else:
-            encoding = "utf-8"
+            encoding = _utf16_without_bom(head) or "utf-8"
     name = _codec_name(encoding)
     if head.startswith(b"PK\x03\x04"):
         raise InputError(f"{path}: this is a zip file (an .xlsx workbook?), not CSV; give it "
@@ -82,7 +103,8 @@ def _sniff(path: Path, encoding: str | None) -> tuple[str, str, str]:
                          "extension or pass --format parquet")
     if b"\x00" in head and not name.startswith(("utf-16", "utf-32")):
         raise InputError(f"{path}: this is a binary file, not CSV text (if it is a spreadsheet, "
-                         "save it as CSV UTF-8 or .xlsx)")
+                         "save it as CSV UTF-8 or .xlsx; if it is UTF-16 text, pass --encoding "
+                         "utf-16-le or --encoding utf-16-be)")
     decoder = codecs.getincrementaldecoder(name)()
     try:
         text = decoder.decode(head, final=len(head) < _HEAD_BYTES)
