@@ -3,10 +3,12 @@
 Each command lives in its own module and is loaded only when run, so ``--help`` is
 quick. Errors are mapped to exit codes in one place (``EtlGroup.invoke``):
 
-* 0 success; 1 an error with one clear message; 2 usage; 4 import finished with
-  failed/conflict rows; 75 daily budget used up (retry later); 130 Ctrl-C.
+* 0 success; 1 an error with one clear message, and nothing was written; 2 usage;
+  4 import finished with failed/conflict/pending rows, or an error stopped it after
+  its first write; 75 daily budget used up (retry later); 130 Ctrl-C.
 * An unexpected exception (a bug) prints one line naming a log file that holds the
-  traceback; ``--debug`` prints the traceback instead.
+  traceback; ``--debug`` prints the traceback instead. Exit 1, unless a command marked
+  ``ctx.meta[AFTER_WRITES]`` (the import, once it has sent a write): then 4.
 """
 from __future__ import annotations
 
@@ -20,9 +22,13 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EtlError
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_ROWS_FAILED, EtlError
 from ..files import ensure_private_dir
 from .context import AppContext
+
+# ctx.meta key: set by a command whose run has written something, so that a bug after it
+# does not exit 1 (exit 1 says that nothing was written).
+AFTER_WRITES = "intakeq_etl.after_writes"
 
 # name -> (module, attribute, one-line help shown by `intakeq-etl --help`)
 COMMANDS = {
@@ -70,12 +76,14 @@ class EtlGroup(click.Group):
                 where = f"the details are in {write_crash_log(exc, app)}"
             except OSError as log_error:  # the state dir itself is unusable
                 where = f"no log could be written ({log_error.strerror or log_error})"
+            after_writes = ctx.meta.get(AFTER_WRITES, False)
+            resume = "; it came after the first write: run the same command again to resume" if after_writes else ""
             click.echo(
                 f"error: unexpected {type(exc).__name__} (a bug in intakeq-etl); "
-                f"{where} (run with --debug to show them)",
+                f"{where} (run with --debug to show them){resume}",
                 err=True,
             )
-            ctx.exit(EXIT_ERROR)
+            ctx.exit(EXIT_ROWS_FAILED if after_writes else EXIT_ERROR)
 
 
 def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:

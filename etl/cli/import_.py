@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
+from . import AFTER_WRITES
 from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMismatch, EtlError,
-                      Interrupted, format_epoch)
+                      Interrupted, StoppedAfterWrites, format_epoch)
 
 
 @click.command("import", short_help="Import a file: diff, plan, apply only what changed.")
@@ -55,9 +56,13 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     change are written, at the API's pace, journalled in a checkpoint so that running
     the same command again resumes safely.
 
-    Exit codes: 0 all rows succeeded or unchanged; 1 error before any write;
-    4 finished with failed or conflict rows; 75 the daily budget ran out (run again
-    later, or use --wait); 130 interrupted.
+    The checkpoint file is created at the first write: a run that sent nothing (an
+    invalid file, a bad option, a dry run) leaves nothing that blocks the next one.
+
+    Exit codes: 0 all rows succeeded or unchanged; 1 an error, and nothing was
+    written; 4 finished with failed, conflict or pending rows, or an error stopped
+    the run after its first write (the results file says where: run the same command
+    again); 75 the daily budget ran out (run again later, or use --wait); 130 interrupted.
     """
     from .. import importer as I
 
@@ -75,6 +80,15 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
             hooks.should_stop = stop
             run = I.run_import(app.client(), settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
                                wait=wait, hooks=hooks)
+    except EtlError as exc:
+        if not _wrote(cp) or isinstance(exc, (BudgetExhausted, Interrupted)):
+            raise
+        # E.g. planning again after a --wait: the results file holds the rounds before it.
+        raise _stopped_after_writes(exc, paths) from exc
+    except Exception:
+        if _wrote(cp):
+            ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
+        raise
     finally:
         if cp is not None:
             cp.close()
@@ -85,7 +99,7 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
         click.echo("nothing to write: IntakeQ already matches the file", err=True)
     _print_summary(run.results.values(), paths)
     if run.stopped_by is not None:
-        raise _stop_error(run.stopped_by, run.results)
+        raise _stop_error(run.stopped_by, run.results, paths)
     ctx.exit(_exit_code(run.results.values()))
 
 
@@ -112,19 +126,23 @@ class _CliHooks:
         return _progress(total, self.quiet)
 
 
+def _wrote(cp) -> bool:
+    """Has this run sent a write? The checkpoint marks each operation before its request."""
+    return cp is not None and cp.operations_begun > 0
+
+
 def _open_checkpoint(path: Path, identity: str, restart: bool, dry_run: bool):
+    """The checkpoint, read for resuming; its file is only created (or replaced) by a first write."""
     from ..checkpoint import Checkpoint
 
-    if dry_run:
-        if not path.exists():
-            return None
-        try:
-            return Checkpoint(path, identity)
-        except CheckpointMismatch:
-            click.echo(f"note: the checkpoint {path} belongs to another file or options; ignored by the dry run",
-                       err=True)
-            return None
-    return Checkpoint(path, identity, restart=restart)
+    if not dry_run:
+        return Checkpoint(path, identity, restart=restart)
+    try:
+        return Checkpoint(path, identity)     # a dry run shows the resumed plan, even with --restart
+    except CheckpointMismatch:
+        click.echo(f"note: the checkpoint {path} belongs to another file or options; ignored by the dry run",
+                   err=True)
+        return None
 
 
 def _print_plan(prepared, est: dict, paths, settings) -> None:
@@ -156,7 +174,7 @@ def _exit_code(results) -> int:
     return EXIT_ROWS_FAILED if any(r.status in bad for r in results) else EXIT_OK
 
 
-def _stop_error(reason: Exception, results) -> EtlError:
+def _stop_error(reason: EtlError, results, paths) -> EtlError:
     left = sum(1 for r in results.values() if r.status == "pending")
     done = sum(1 for r in results.values() if r.status in ("created", "updated"))
     if isinstance(reason, BudgetExhausted):
@@ -165,7 +183,15 @@ def _stop_error(reason: Exception, results) -> EtlError:
             f"stopped: the daily request budget is used up. {done} row(s) written, {left} left; "
             f"the budget frees up{when}: run the same command again then (or add --wait)",
             used=reason.used, limit=reason.limit, frees_at=reason.frees_at)
-    return Interrupted(f"interrupted: {done} row(s) written, {left} left; run the same command again to resume")
+    if isinstance(reason, Interrupted):
+        return Interrupted(f"interrupted: {done} row(s) written, {left} left; run the same command again to resume")
+    return _stopped_after_writes(reason, paths, f"{done} row(s) written, {left} left; ")
+
+
+def _stopped_after_writes(reason: EtlError, paths, progress: str = "") -> StoppedAfterWrites:
+    """Exit 4, not 1: exit 1 tells the user that nothing was written."""
+    return StoppedAfterWrites(f"stopped after the first write: {reason.message}; {progress}"
+                              f"results file: {paths.results}; run the same command again to resume")
 
 
 def _duration(seconds: float) -> str:
