@@ -12,18 +12,28 @@ transient failure: retried by the next run), and the final ``created``, ``update
 The checkpoint belongs to one plan identity (a hash of the input file's bytes and the
 options that shape the plan). Another file or other options refuse to resume while the
 journal holds unfinished rows (in flight or pending); a finished journal is simply
-started anew.
+started anew (a continuing edit, a fixed file), at the first write.
+
+The file is created at the first write, not before: a run that stops before sending
+anything (an invalid file, a bad option, a declined prompt, a dry run) leaves nothing
+that could block the next one. For the same reason a file of another identity with
+nothing left to resume (it never began an operation, or every row it began is finished:
+clients it created stay known through applied.sqlite) is replaced at the first write,
+silently; only one with unfinished rows refuses to resume.
+A ``pending`` row may keep its ``op``: the operation's effect could not be verified
+(the verifying read failed too), so the next run verifies it first.
 """
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointMismatch
-from .files import create_private_file
+from .files import make_private_dirs, open_private, refuse_symlink
 
 FINAL = frozenset({"created", "updated", "unchanged", "failed"})
 
@@ -60,48 +70,62 @@ class RowState:
     def final(self) -> bool:
         return self.status in FINAL
 
+    @property
+    def create_unverified(self) -> bool:
+        """A create was sent, and whether it made a client is not known yet."""
+        return self.op == "create" and self.client_id is None and not self.final
+
 
 class Checkpoint:
+    """The journal at ``path`` for one plan identity; the file appears at the first write.
+
+    ``restart`` ignores an existing file (it is replaced at the first write).
+    ``operations_begun`` counts the operations this object marked in flight: non-zero once
+    this run has sent (or is about to send) a write.
+    """
+
     def __init__(self, path: Path, identity: str, *, restart: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if restart and self.path.exists():
-            self.path.unlink()
-        create_private_file(self.path)      # 0600, and never through a symbolic link
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
-        self._claim(identity)
+        refuse_symlink(self.path, "the checkpoint")
+        self.identity = identity
+        self.db: sqlite3.Connection | None = None
+        self.operations_begun = 0
+        if self.path.exists() and not restart:
+            self.db = self._resume_existing()
+        # A file left at path now is not ours (--restart, or it never sent): replaced at the first write.
+        self._replaces = self.db is None and self.path.exists()
 
-    def _claim(self, identity: str) -> None:
-        row = self.db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
-        if row is not None and row[0] != identity and not self._unfinished():
-            # A finished run (or one that never sent): nothing to resume, so a new version
-            # of the file (a continuing edit, a fixed file) simply starts a new journal.
-            # Clients it created stay known through applied.sqlite, never created twice.
-            self.db.executescript("DELETE FROM rows; DELETE FROM meta;")
-            row = None
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('identity', ?)", (identity,))
-        elif row[0] != identity:
-            self.db.close()
+    def _resume_existing(self) -> sqlite3.Connection | None:
+        """The file, open for resuming, if it is ours; None if it may be replaced."""
+        db = _connect(self.path)
+        if _identity_of(db) == self.identity:
+            return db
+        unfinished = _has_unfinished_rows(db)
+        db.close()
+        if unfinished:
             raise CheckpointMismatch(
                 f"the checkpoint {self.path} belongs to another version of the input file (or "
                 "other reading options); run again with --restart to start over: rows already "
                 "applied, and clients earlier runs created, are then recognised and not written "
                 "again. Or pass --checkpoint with another path"
             )
+        return None
 
-    def _unfinished(self) -> bool:
-        return self.db.execute("SELECT 1 FROM rows WHERE status IN ('inflight', 'pending') LIMIT 1"
-                               ).fetchone() is not None
+    def _writable(self) -> sqlite3.Connection:
+        if self.db is None:
+            self.db = _create(self.path, self.identity, replace=self._replaces)
+        return self.db
 
     # ---------------------------------------------------------------- reading
     def get(self, row: int) -> RowState | None:
+        if self.db is None:
+            return None
         found = self.db.execute("SELECT * FROM rows WHERE row=?", (row,)).fetchone()
         return _state(found) if found else None
 
     def all(self) -> dict[int, RowState]:
+        if self.db is None:
+            return {}
         return {r[0]: _state(r) for r in self.db.execute("SELECT * FROM rows")}
 
     # ---------------------------------------------------------------- writing
@@ -109,7 +133,7 @@ class Checkpoint:
               known_ids=None) -> None:
         """Mark an operation in flight, committed before its request is sent."""
         known = json.dumps(sorted(int(i) for i in known_ids)) if known_ids is not None else None
-        self.db.execute(
+        self._writable().execute(
             """INSERT INTO rows (row, status, client_id, op, detail, known_ids, attempts, updated_at)
                VALUES (?, 'inflight', ?, ?, ?, ?, 1, ?)
                ON CONFLICT(row) DO UPDATE SET status='inflight', op=excluded.op,
@@ -118,16 +142,17 @@ class Checkpoint:
                    attempts=rows.attempts + 1, updated_at=excluded.updated_at""",
             (row, client_id, op, detail, known, time.time()),
         )
+        self.operations_begun += 1
 
     def set_client(self, row: int, client_id: int) -> None:
         """Record the ClientId a create produced, the moment its answer arrives."""
-        self.db.execute("UPDATE rows SET client_id=?, updated_at=? WHERE row=?",
-                        (int(client_id), time.time(), row))
+        self._writable().execute("UPDATE rows SET client_id=?, updated_at=? WHERE row=?",
+                                 (int(client_id), time.time(), row))
 
     def finish(self, row: int, status: str, *, client_id: int | None = None, fields=(),
                error: str | None = None) -> None:
         """Record a row's outcome (final, or ``pending`` to retry on the next run)."""
-        self.db.execute(
+        self._writable().execute(
             """INSERT INTO rows (row, status, client_id, fields, error, updated_at)
                VALUES (?, ?, ?, ?, ?, ?)
                ON CONFLICT(row) DO UPDATE SET status=excluded.status, op=NULL, detail=NULL,
@@ -136,14 +161,62 @@ class Checkpoint:
             (row, status, client_id, json.dumps(list(fields)), error, time.time()),
         )
 
+    def leave_unverified(self, row: int, *, fields=(), error: str) -> None:
+        """``pending``, keeping the operation in flight: its effect could not be verified,
+        so the next run verifies it before anything is sent again."""
+        self._writable().execute(
+            "UPDATE rows SET status='pending', fields=?, error=?, updated_at=? WHERE row=?",
+            (json.dumps(list(fields)), error, time.time(), row))
+
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def _identity_of(db: sqlite3.Connection) -> str | None:
+    """The identity the file was made for; None for a file with no checkpoint tables."""
+    try:
+        found = db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
+    except sqlite3.OperationalError:        # no such table: an empty or foreign database
+        return None
+    return found[0] if found else None
+
+
+def _has_unfinished_rows(db: sqlite3.Connection) -> bool:
+    """Does the file hold a row still in flight or pending (something a re-run resumes)?"""
+    try:
+        return db.execute("SELECT 1 FROM rows WHERE status IN ('inflight', 'pending') LIMIT 1"
+                          ).fetchone() is not None
+    except sqlite3.OperationalError:        # no rows table: nothing was ever begun
+        return False
+
+
+def _create(path: Path, identity: str, *, replace: bool) -> sqlite3.Connection:
+    """A new, owner-only checkpoint file for ``identity``; ``replace`` removes the one at ``path``."""
+    make_private_dirs(path.parent)
+    if replace:
+        # The old file's journal too: SQLite would roll a stale one back into the new file.
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    # O_EXCL: a file that appeared since the run started (another run) is never overwritten;
+    # 0600 and never through a symbolic link, like every file the tool creates.
+    os.close(open_private(path, os.O_RDWR | os.O_EXCL))
+    db = _connect(path)
+    db.executescript(_SCHEMA)
+    db.execute("INSERT INTO meta VALUES ('identity', ?)", (identity,))
+    return db
 
 
 def _state(r) -> RowState:

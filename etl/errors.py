@@ -22,10 +22,18 @@ writes its traceback to a log file in the state dir and prints one line naming i
     │   ├── RequestRejected      a 4xx answer: final, carries the API's message
     │   └── TransientApiError    5xx, timeout or lost connection on a write: effect uncertain
     ├── BudgetExhausted (75)     daily budget used up (ours or the server's); says when it frees
-    ├── CheckpointMismatch       the input file or options changed since the checkpoint
+    ├── CheckpointMismatch       the input file or options changed since a checkpoint that sent
     ├── StorageError (1 or 4)    the disk or a folder failed under a run (full, read-only,
     │                            SQLite could not write); 4 once writes were sent
+    ├── StoppedAfterWrites (4)   an error stopped an import after its first write: the results
+    │                            file is written, the same command resumes
     └── Interrupted (130)        Ctrl-C: stopped cleanly after the request in flight
+
+Exit 1 means that nothing was written: an error that comes after an import's first
+write is turned into ``StoppedAfterWrites`` (4) by the import command.
+
+``TRANSIENT_ERRORS`` are the failures that may pass on their own (a 5xx, a timeout, a
+server out of reach): an import leaves the row in hand ``pending`` for a re-run.
 
 Messages never contain the API key or client data (names, emails, values).
 """
@@ -111,6 +119,12 @@ class TransientApiError(ApiError):
     """5xx, timeout or lost connection. For a write, its effect is uncertain."""
 
 
+# A tuple rather than a common base class: elsewhere the two mean different things (a read
+# that found no server after retries; a write whose effect is unknown). Only the import's
+# apply loop treats them alike: the row waits for a re-run.
+TRANSIENT_ERRORS = (TransientApiError, ApiUnreachable)
+
+
 class BudgetExhausted(EtlError):
     """The daily request budget is used up.
 
@@ -165,6 +179,13 @@ def storage_reason(exc: BaseException) -> str | None:
     if isinstance(exc, sqlite3.Error) and any(s in str(exc).lower() for s in _SQLITE_STORAGE):
         return f"SQLite: {exc}"
     return None
+
+
+class StoppedAfterWrites(EtlError):
+    """An error stopped an import after it had sent a write: exit 4, not 1 (1 says nothing
+    was written). The message names the results file and says that re-running resumes."""
+
+    exit_code = EXIT_ROWS_FAILED
 
 
 class Interrupted(EtlError):

@@ -458,7 +458,7 @@ def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], ch
         if st is None or not pd.isna(frame.at[index, "ClientId"]):
             continue
         client_id = st.client_id
-        if client_id is None and st.status == "inflight" and st.op == "create":
+        if st.create_unverified:
             first = _fold(frame.at[index, "FirstName"]) if "FirstName" in frame.columns else ""
             last = _fold(frame.at[index, "LastName"]) if "LastName" in frame.columns else ""
             client_id = find_created(client, (first, last), set(st.known_ids))
@@ -511,7 +511,7 @@ def estimate(prepared: Prepared, client, settings) -> dict:
 class RunOutcome:
     prepared: Prepared
     results: dict[int, RowResult]
-    stopped_by: Exception | None = None     # BudgetExhausted or Interrupted
+    stopped_by: Exception | None = None     # BudgetExhausted, Interrupted, or the EtlError that stopped it
     applied: bool = False                   # False: dry run, or nothing to write
 
 

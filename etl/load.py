@@ -11,9 +11,14 @@ Failures:
 * a transient failure (5xx, timeout, lost connection: ``TransientApiError``) leaves the
   effect uncertain, so the operation is verified against live and sent again only if
   it did not land (a few times; a re-run always retries the row);
+* a transient failure of that verifying read (``TRANSIENT_ERRORS``) leaves the row
+  ``pending`` with its operation unverified (the next run verifies it first); the run
+  goes on with the next row;
 * ``BudgetExhausted`` stops the run cleanly (``importer.run_import`` plans again after a
   ``--wait``); a stop request (Ctrl-C) stops after the request in flight: the client
-  sends nothing more (``Interrupted``), not even a retry or a verifying read.
+  sends nothing more (``Interrupted``), not even a retry or a verifying read; any other
+  ``EtlError`` (auth, a wrong URL...) stops the run the same way, since the rows after
+  it would meet it too.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from typing import Callable
 from .checkpoint import Checkpoint
 from .clock import SystemClock
 from .diff import CREATE, Change, RowPlan, merged_body, normalized
-from .errors import BudgetExhausted, Interrupted, RequestRejected, TransientApiError
+from .errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
 from .reports import RowResult
 
 TRANSIENT_TRIES = 3
@@ -34,7 +39,7 @@ NOT_FOUND_PAUSE = 2.0
 @dataclass
 class ApplyOutcome:
     results: dict[int, RowResult] = field(default_factory=dict)
-    stopped_by: Exception | None = None      # BudgetExhausted or Interrupted
+    stopped_by: Exception | None = None      # BudgetExhausted, Interrupted, or the EtlError that stopped it
 
 
 class _RowFailed(Exception):
@@ -54,9 +59,11 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
     ``on_saved(plan)`` hears of each save that landed and, as a plan with one ``Tags``
     change, of each row's completed tag calls (the import records both over the base).
 
-    Stops at the first ``BudgetExhausted`` or ``Interrupted`` (``stopped_by``): the row in
-    hand stays in the checkpoint as in flight or pending, and the caller plans again before
-    going on (after a wait, the bodies planned before it would be stale).
+    Stops at the first ``BudgetExhausted``, ``Interrupted``, or any other ``EtlError`` that
+    is not a row's own failure (``stopped_by``): the row in hand stays in the checkpoint as
+    in flight or pending, and the caller plans again before going on (after a wait, the
+    bodies planned before it would be stale). The rows done so far are in the outcome
+    either way.
     """
     clock = clock or SystemClock()
     outcome = ApplyOutcome()
@@ -67,7 +74,7 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
         try:
             outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids, on_saved,
                                                    on_created)
-        except (BudgetExhausted, Interrupted) as exc:   # Interrupted: Ctrl-C during a wait or a retry
+        except EtlError as exc:          # BudgetExhausted, Interrupted (Ctrl-C), or an error every later row would meet
             outcome.stopped_by = exc
             break
         finally:
@@ -96,9 +103,23 @@ def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids,
     except _RowFailed as exc:
         cp.finish(plan.row, exc.status, client_id=plan.client_id, fields=fields, error=exc.message)
         return RowResult(plan.row, plan.client_id, exc.status, fields, exc.message)
+    except TRANSIENT_ERRORS as exc:
+        return _left_unverified(plan, cp, fields, exc)
     status = "created" if plan.action == CREATE else "updated"
     cp.finish(plan.row, status, client_id=client_id, fields=fields)
     return RowResult(plan.row, client_id, status, fields, plan.message)
+
+
+def _left_unverified(plan: RowPlan, cp: Checkpoint, fields: tuple, exc) -> RowResult:
+    """The read verifying an uncertain write failed too: whether it landed is unknown.
+
+    Guessing either way could lose an edit or create a client twice, so the row waits
+    for a re-run, which checks live (for a create: searches by name) before sending.
+    """
+    message = (f"could not check whether a request took effect ({exc.message}); "
+               "a re-run verifies and retries this row")
+    cp.leave_unverified(plan.row, fields=fields, error=message)
+    return RowResult(plan.row, plan.client_id, "pending", fields, message)
 
 
 # --------------------------------------------------------------------------- saves

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,7 @@ def test_dry_run_sends_no_write_and_writes_the_plan(sandbox, run_cli, tmp_path):
     assert [(p["ClientId"], p["action"], p["field"], p["new"]) for p in plan] == \
         [(rows[0]["ClientId"], "update", "City", "Dryville")]
     assert "1 client save(s)" in result.output
+    assert not (path.parent / "clients.checkpoint.sqlite").exists()       # created by a first write only
 
 
 # --------------------------------------------------------------------------- columns, blanks, tags
@@ -356,6 +358,68 @@ def test_a_changed_input_file_refuses_to_resume_an_unfinished_run(sandbox, run_c
     restarted = import_(run_cli, path, "--restart")
     assert restarted.exit_code == 0, restarted.output
     assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "Two"
+
+
+@pytest.mark.parametrize("column, bad", [("Email", "not-an-email"), ("DateOfBirth", "31/31/2020")])
+def test_a_file_that_fails_validation_leaves_no_checkpoint_and_the_fixed_file_imports_without_restart(
+        sandbox, run_cli, tmp_path, column, bad):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "Fixed later"
+    good = rows[0][column]
+    rows[0][column] = bad
+    write_rows(path, header, rows)
+
+    refused = import_(run_cli, path)
+
+    assert refused.exit_code == 1, refused.output
+    assert writes(sandbox) == []
+    assert not (path.parent / "clients.checkpoint.sqlite").exists()
+
+    rows[0][column] = good
+    write_rows(path, header, rows)
+    fixed = import_(run_cli, path)                   # the same command: no --restart needed
+    assert fixed.exit_code == 0, fixed.output
+    assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "Fixed later"
+
+
+@pytest.mark.parametrize("option", [("--timezone", "Not/AZone"), ("--date-format", "%Q")])
+def test_a_bad_option_value_leaves_no_checkpoint(sandbox, run_cli, tmp_path, option):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "Edited"
+    write_rows(path, header, rows)
+
+    refused = import_(run_cli, path, *option)
+
+    assert refused.exit_code == 1, refused.output
+    assert writes(sandbox) == []
+    assert not (path.parent / "clients.checkpoint.sqlite").exists()
+    assert import_(run_cli, path).exit_code == 0
+
+
+def test_a_checkpoint_that_never_sent_anything_is_replaced_silently_by_another_file(sandbox, run_cli, tmp_path):
+    from etl.checkpoint import Checkpoint
+    from etl.importer import ImportOptions, plan_identity
+
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "Replaced"
+    write_rows(path, header, rows)
+    checkpoint = path.parent / "clients.checkpoint.sqlite"
+    # What an older version left after a refused run: the identity of another file, no row.
+    db = sqlite3.connect(checkpoint)
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     "INSERT INTO meta VALUES ('identity', 'another version of the file');")
+    db.close()
+
+    result = import_(run_cli, path)
+
+    assert result.exit_code == 0, result.output
+    assert "--restart" not in result.output
+    assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "Replaced"
+    with Checkpoint(checkpoint, plan_identity(path, ImportOptions())) as now_this_files:
+        assert [st.status for st in now_this_files.all().values()] == ["updated"]
 
 
 def test_checkpoint_results_and_plan_files_are_owner_only(sandbox, run_cli, tmp_path):

@@ -348,3 +348,106 @@ def test_a_stop_request_while_planning_stops_at_the_next_read(sandbox, settings,
     client.close()
 
     assert [e.method for e in sandbox.log] == ["GET"]
+
+
+def test_a_fault_storm_never_exits_1_after_a_write_and_repeated_runs_reach_the_exact_account(
+        sandbox, run_cli, tmp_path, monkeypatch):
+    """30% of requests fail before any effect, 20% of writes lose their answer: reads that
+    verify a lost write fail too. Whatever a run meets after its first write, it leaves a
+    results file and exits 4 (or 0), never 1; re-running the same command converges."""
+    import etl.api.client
+
+    sandbox.reset(n_clients=30, seed=13)
+    path, expect = make_edits(run_cli, sandbox, tmp_path)
+    n_before = len(sandbox.store.clients)
+    results = path.parent / (path.stem + ".results.csv")
+    # The CLI builds its own client: give it a fake clock so read retries back off instantly.
+    monkeypatch.setattr(etl.api.client, "SystemClock", lambda: FakeClock(time.time()))
+    # Seed 23: among the faults it draws, a lost write whose verifying read fails 4 times running.
+    sandbox.configure(faults=Faults(seed=23, fail_before=0.3, lost_response=0.2))
+    for attempt in range(40):
+        results.unlink(missing_ok=True)
+        writes_before = writes_so_far(sandbox)
+        result = run_cli("import", path, "--yes", "--quiet")
+        if writes_so_far(sandbox) > writes_before:
+            assert result.exit_code != 1, result.output
+            assert results.exists(), result.output
+        if result.exit_code == 0:
+            break
+        assert result.exit_code in (1, 4), result.output
+    sandbox.configure(faults=Faults())
+    assert result.exit_code == 0, result.output
+    assert_account_is_exactly(sandbox, expect, n_before)
+
+
+def test_an_error_after_the_first_write_exits_4_naming_the_results_file_and_the_rerun_finishes(
+        sandbox, run_cli, tmp_path, monkeypatch):
+    from etl.api import client as api_client
+    from etl.errors import AuthError
+
+    sandbox.reset(n_clients=30, seed=14)
+    path, expect = make_edits(run_cli, sandbox, tmp_path)
+    n_before = len(sandbox.store.clients)
+
+    def key_revoked(self, client_id, tag):          # the tag calls come after the saves
+        raise AuthError()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(api_client.IntakeQClient, "add_tag", key_revoked)
+        stopped = run_cli("import", path, "--yes", "--quiet")
+
+    assert stopped.exit_code == 4, stopped.output
+    assert "authentication failed" in stopped.output
+    assert "results file" in stopped.output and "run the same command again" in stopped.output
+    statuses = Counter(r["status"] for r in results_of(path).values())
+    assert statuses["updated"] > 0 and statuses["pending"] > 0
+
+    finished = run_cli("import", path, "--yes", "--quiet")
+    assert finished.exit_code == 0, finished.output
+    assert_account_is_exactly(sandbox, expect, n_before)
+
+
+def test_an_error_planning_again_after_a_wait_exits_4_not_1(sandbox, run_cli, settings, tmp_path, monkeypatch):
+    import etl.api.client
+    import etl.importer
+    from etl.errors import ApiUnreachable
+
+    sandbox.reset(n_clients=30, seed=15)
+    path, expect = make_edits(run_cli, sandbox, tmp_path)
+    ledger = Ledger.for_settings(settings)
+    budget = ledger.usage().used_24h + 2 + 5          # the planning reads, then five writes
+    ledger.close()
+    monkeypatch.setattr(etl.api.client, "SystemClock", lambda: FakeClock(time.time()))  # --wait: no real sleep
+    real_fetch_live, rounds = etl.importer.fetch_live, []
+
+    def unreachable_after_the_wait(*args, **kwargs):
+        rounds.append(1)
+        if len(rounds) > 1:
+            raise ApiUnreachable("cannot reach the server: connection refused")
+        return real_fetch_live(*args, **kwargs)
+
+    monkeypatch.setattr(etl.importer, "fetch_live", unreachable_after_the_wait)
+
+    stopped = run_cli("import", path, "--yes", "--quiet", "--wait", env={"INTAKEQ_MAX_PER_DAY": str(budget)})
+
+    assert stopped.exit_code == 4, stopped.output
+    assert "cannot reach the server" in stopped.output and "run the same command again" in stopped.output
+    statuses = Counter(r["status"] for r in results_of(path).values())   # as the first round left it
+    assert statuses["updated"] > 0 and statuses["pending"] > 0
+
+
+def test_a_bug_after_the_first_write_exits_4_not_1(sandbox, run_cli, tmp_path, monkeypatch):
+    from etl.api import client as api_client
+
+    sandbox.reset(n_clients=30, seed=16)
+    path, expect = make_edits(run_cli, sandbox, tmp_path)
+
+    def a_bug(self, client_id, tag):                 # the tag calls come after the saves
+        raise KeyError("oops")
+
+    monkeypatch.setattr(api_client.IntakeQClient, "add_tag", a_bug)
+    crashed = run_cli("import", path, "--yes", "--quiet")
+
+    assert crashed.exit_code == 4, crashed.output
+    assert "unexpected KeyError" in crashed.output and "run the same command again" in crashed.output
+    assert saves_so_far(sandbox) > 0

@@ -14,7 +14,7 @@ import pytest
 from etl.checkpoint import Checkpoint
 from etl.clock import FakeClock
 from etl.diff import CREATE, UPDATE, Change, RowPlan, merged_body
-from etl.errors import BudgetExhausted, Interrupted, RequestRejected, TransientApiError
+from etl.errors import ApiUnreachable, BudgetExhausted, Interrupted, RequestRejected, TransientApiError
 from etl.load import NOT_FOUND_PAUSE, TRANSIENT_TRIES, apply_plan, find_created
 
 
@@ -32,7 +32,7 @@ class FakeClient:
     """The subset of IntakeQClient that apply_plan uses, over an in-memory account.
 
     ``script[op]`` is a list consumed one entry per request of that op ("save", "add_tag",
-    "remove_tag"): an exception is raised before the request takes effect, ``LOST`` lets it
+    "remove_tag", "get_client", "iter_clients"): an exception is raised before the request takes effect, ``LOST`` lets it
     take effect and then raises TransientApiError, ``None`` lets it through.
     """
 
@@ -86,16 +86,14 @@ class FakeClient:
         if action is LOST:
             raise TransientApiError("the connection was lost")
 
-    # reads
+    # reads (a scripted exception fails the read; reads have no effect to lose)
     def get_client(self, client_id: int) -> dict | None:
-        self.requests_sent += 1
-        self.calls.append(("get_client", client_id))
+        self._send("get_client", client_id)
         found = self.clients.get(int(client_id))
         return copy.deepcopy(found) if found else None
 
     def iter_clients(self, search=None, **filters):
-        self.requests_sent += 1
-        self.calls.append(("iter_clients", search))
+        self._send("iter_clients", search)
         for r in list(self.clients.values()):
             name = f"{r.get('FirstName') or ''} {r.get('LastName') or ''}".casefold()
             if search is None or all(word in name for word in search.casefold().split()):
@@ -293,6 +291,43 @@ def test_a_create_that_failed_before_taking_effect_is_sent_again(checkpoint, clo
     assert len(client.clients) == 2
     assert outcome.results[3].status == "created"
     assert outcome.results[3].client_id != 1                          # the namesake is not mistaken for it
+
+
+@pytest.mark.parametrize("read_failure", [TransientApiError("GET clients: the server failed (503)"),
+                                          ApiUnreachable("cannot reach http://127.0.0.1:1/: connection refused")])
+def test_a_verifying_read_that_fails_inside_a_save_leaves_the_row_pending_and_the_next_row_is_applied(
+        checkpoint, clock, read_failure):
+    a, b = profile(1), profile(2)
+    client = FakeClient([a, b])
+    client.script["save"] = [LOST]
+    client.script["get_client"] = [read_failure]
+
+    outcome = apply_plan(client, [update_plan(2, a, City="Austin"), update_plan(3, b, City="Denver")],
+                         checkpoint, clock=clock)
+
+    assert outcome.stopped_by is None
+    assert outcome.results[2].status == "pending"
+    assert "a re-run" in outcome.results[2].message
+    assert outcome.results[3].status == "updated"
+    assert status_of(checkpoint) == {2: "pending", 3: "updated"}
+    assert client.clients[2]["City"] == "Denver"
+
+
+def test_a_create_whose_verifying_search_fails_stays_unverified_for_the_next_run(checkpoint, clock):
+    client = FakeClient([profile(1, FirstName="Zoe", LastName="Young")])
+    client.script["save"] = [LOST]
+    client.script["iter_clients"] = [TransientApiError("GET clients: the server failed (503)")]
+
+    outcome = apply_plan(client, [create_plan(3), create_plan(4, first="Yan", last="Xu")], checkpoint,
+                         clock=clock, known_ids=lambda p: {1})
+
+    assert outcome.results[3].status == "pending"
+    assert outcome.results[4].status == "created"
+    state = checkpoint.get(3)
+    # Whether the create landed is unknown: the next run searches for it before creating again.
+    assert (state.status, state.op, state.known_ids) == ("pending", "create", (1,))
+    assert state.create_unverified
+    assert find_created(client, ("zoe", "young"), set(state.known_ids)) == 1000
 
 
 @pytest.mark.parametrize("names, expect", [

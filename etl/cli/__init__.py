@@ -3,10 +3,12 @@
 Each command lives in its own module and is loaded only when run, so ``--help`` is
 quick. Errors are mapped to exit codes in one place (``EtlGroup.invoke``):
 
-* 0 success; 1 an error with one clear message; 2 usage; 4 import finished with
-  failed/conflict rows; 75 daily budget used up (retry later); 130 Ctrl-C.
+* 0 success; 1 an error with one clear message, and nothing was written; 2 usage;
+  4 import finished with failed/conflict/pending rows, or an error stopped it after
+  its first write; 75 daily budget used up (retry later); 130 Ctrl-C.
 * An unexpected exception (a bug) prints one line naming a log file that holds the
-  traceback; ``--debug`` prints the traceback instead.
+  traceback; ``--debug`` prints the traceback instead. Exit 1, unless a command marked
+  ``ctx.meta[AFTER_WRITES]`` (the import, once it has sent a write): then 4.
 * A closed stdout (``| head -1``) ends any command quietly.
 """
 from __future__ import annotations
@@ -21,10 +23,14 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EtlError, storage_reason
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EtlError, storage_reason
 from ..files import ensure_private_dir, open_private
 from .context import AppContext
 from .output import silence_closed_stdout
+
+# ctx.meta key: set by a command whose run has written something, so that a bug after it
+# does not exit 1 (exit 1 says that nothing was written).
+AFTER_WRITES = "intakeq_etl.after_writes"
 
 # name -> (module, attribute, one-line help shown by `intakeq-etl --help`)
 COMMANDS = {
@@ -73,7 +79,7 @@ class EtlGroup(click.Group):
             reason = storage_reason(exc)
             if reason is not None:      # the disk or a folder failed, not the tool: one line
                 click.echo(f"error: cannot write: {reason}", err=True)
-                ctx.exit(EXIT_ERROR)
+                ctx.exit(EXIT_ROWS_FAILED if ctx.meta.get(AFTER_WRITES, False) else EXIT_ERROR)
             app = ctx.obj if isinstance(ctx.obj, AppContext) else None
             if app is not None and app.debug:
                 raise
@@ -81,12 +87,14 @@ class EtlGroup(click.Group):
                 where = f"the details are in {write_crash_log(exc, app)}"
             except OSError as log_error:  # the state dir itself is unusable
                 where = f"no log could be written ({log_error.strerror or log_error})"
+            after_writes = ctx.meta.get(AFTER_WRITES, False)
+            resume = "; it came after the first write: run the same command again to resume" if after_writes else ""
             click.echo(
                 f"error: unexpected {type(exc).__name__} (a bug in intakeq-etl); "
-                f"{where} (run with --debug to show them)",
+                f"{where} (run with --debug to show them){resume}",
                 err=True,
             )
-            ctx.exit(EXIT_ERROR)
+            ctx.exit(EXIT_ROWS_FAILED if after_writes else EXIT_ERROR)
 
 
 def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:

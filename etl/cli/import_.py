@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
+from . import AFTER_WRITES
 from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMismatch, EtlError,
-                      Interrupted, PathError, StorageError, format_epoch, storage_reason)
+                      Interrupted, PathError, StorageError, StoppedAfterWrites, format_epoch,
+                      storage_reason)
 from ..files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
 from .output import exit_status_and_error, print_json_line
 
@@ -61,10 +63,15 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     change are written, at the API's pace, journalled in a checkpoint so that running
     the same command again resumes safely.
 
-    Exit codes: 0 all rows succeeded or unchanged; 1 error before any write;
-    4 finished with failed or conflict rows; 75 the daily budget ran out (run again
-    later, or use --wait); 130 interrupted (the first Ctrl-C stops within a second, even
-    during a wait, after the request in flight; the results file is written).
+    The checkpoint file is created at the first write: a run that sent nothing (an
+    invalid file, a bad option, a dry run) leaves nothing that blocks the next one.
+
+    Exit codes: 0 all rows succeeded or unchanged; 1 an error, and nothing was
+    written; 4 finished with failed, conflict or pending rows, or an error stopped
+    the run after its first write (the results file says where: run the same command
+    again); 75 the daily budget ran out (run again later, or use --wait); 130
+    interrupted (the first Ctrl-C stops within a second, even during a wait, after the
+    request in flight; the results file is written).
     """
     from .. import importer as I
 
@@ -77,7 +84,7 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     asked_results = paths.results
     run = None
     try:
-        run = _run(app, file, opts, paths, dry_run=dry_run, restart=restart, wait=wait,
+        run = _run(ctx, file, opts, paths, dry_run=dry_run, restart=restart, wait=wait,
                    quiet=quiet, ask=sys.stdin.isatty() and not yes)
         # Results written elsewhere (a full disk beside the input): a script would miss them.
         code = _report_run(run, paths, dry_run, moved=paths.results != asked_results)
@@ -90,11 +97,12 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     ctx.exit(code)
 
 
-def _run(app, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bool, quiet: bool, ask: bool):
+def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bool, quiet: bool, ask: bool):
     """The import itself, with Ctrl-C turned into a stop request on the client's clock, and
     a failing disk or database turned into one line (exit 1 before any write, else 4)."""
     from .. import importer as I
 
+    app = ctx.obj
     settings = app.settings()
     settings.require_key()
     cp = None
@@ -107,9 +115,20 @@ def _run(app, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
                                wait=wait, hooks=hooks)
     except (OSError, sqlite3.Error) as exc:
         stop = _storage_stop(exc, app)
-        if stop is None:        # not the disk: a bug, for the crash log
+        if stop is not None:
+            raise stop from None
+        if _wrote(cp):
+            ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
+        raise
+    except EtlError as exc:
+        if not _wrote(cp) or isinstance(exc, (BudgetExhausted, Interrupted)):
             raise
-        raise stop from None
+        # E.g. planning again after a --wait: the results file holds the rounds before it.
+        raise _stopped_after_writes(exc, paths) from exc
+    except Exception:
+        if _wrote(cp):
+            ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
+        raise
     finally:
         if cp is not None:
             cp.close()
@@ -125,7 +144,7 @@ def _report_run(run, paths, dry_run: bool, *, moved: bool = False) -> int:
         click.echo(_nothing_to_write(run.results.values()), err=True)
     _print_summary(run.results.values(), paths)
     if run.stopped_by is not None:
-        raise _stop_error(run.stopped_by, run.results)
+        raise _stop_error(run.stopped_by, run.results, paths)
     return max(_exit_code(run.results.values()), EXIT_ROWS_FAILED if moved else EXIT_OK)
 
 
@@ -236,19 +255,23 @@ class _CliHooks:
         return _progress(total, self.quiet)
 
 
+def _wrote(cp) -> bool:
+    """Has this run sent a write? The checkpoint marks each operation before its request."""
+    return cp is not None and cp.operations_begun > 0
+
+
 def _open_checkpoint(path: Path, identity: str, restart: bool, dry_run: bool):
+    """The checkpoint, read for resuming; its file is only created (or replaced) by a first write."""
     from ..checkpoint import Checkpoint
 
-    if dry_run:
-        if not path.exists():
-            return None
-        try:
-            return Checkpoint(path, identity)
-        except CheckpointMismatch:
-            click.echo(f"note: the checkpoint {path} belongs to another file or options; ignored by the dry run",
-                       err=True)
-            return None
-    return Checkpoint(path, identity, restart=restart)
+    if not dry_run:
+        return Checkpoint(path, identity, restart=restart)
+    try:
+        return Checkpoint(path, identity)     # a dry run shows the resumed plan, even with --restart
+    except CheckpointMismatch:
+        click.echo(f"note: the checkpoint {path} belongs to another file or options; ignored by the dry run",
+                   err=True)
+        return None
 
 
 def _print_plan(prepared, est: dict, paths, settings) -> None:
@@ -285,7 +308,7 @@ def _exit_code(results) -> int:
     return EXIT_ROWS_FAILED if any(r.status in bad for r in results) else EXIT_OK
 
 
-def _stop_error(reason: Exception, results) -> EtlError:
+def _stop_error(reason: EtlError, results, paths) -> EtlError:
     left = sum(1 for r in results.values() if r.status == "pending")
     done = sum(1 for r in results.values() if r.status in ("created", "updated"))
     if isinstance(reason, BudgetExhausted):
@@ -294,7 +317,15 @@ def _stop_error(reason: Exception, results) -> EtlError:
             f"stopped: the daily request budget is used up. {done} row(s) written, {left} left; "
             f"the budget frees up{when}: run the same command again then (or add --wait)",
             used=reason.used, limit=reason.limit, frees_at=reason.frees_at)
-    return Interrupted(f"interrupted: {done} row(s) written, {left} left; run the same command again to resume")
+    if isinstance(reason, Interrupted):
+        return Interrupted(f"interrupted: {done} row(s) written, {left} left; run the same command again to resume")
+    return _stopped_after_writes(reason, paths, f"{done} row(s) written, {left} left; ")
+
+
+def _stopped_after_writes(reason: EtlError, paths, progress: str = "") -> StoppedAfterWrites:
+    """Exit 4, not 1: exit 1 tells the user that nothing was written."""
+    return StoppedAfterWrites(f"stopped after the first write: {reason.message}; {progress}"
+                              f"results file: {paths.results}; run the same command again to resume")
 
 
 def _duration(seconds: float) -> str:
