@@ -45,12 +45,11 @@ def _connect(account_dir: Path) -> sqlite3.Connection:
 
 
 def record(account_dir: Path, export_id: str | None, client_id: int, changes: Iterable) -> None:
-    """Remember the admin's values a save sent (``changes``: diff.Change objects).
-
-    Derived changes (Name following FirstName/LastName) are left out: the file's Name
-    cell was not edited. A two-way import (no base) is recorded under export id "".
+    """Remember the values a save sent (``changes``: diff.Change objects), Name following
+    FirstName/LastName included: live holding any of them is our doing, not staff's.
+    A two-way import (no base) is recorded under export id "".
     """
-    changes = [c for c in changes if not getattr(c, "derived", False)]
+    changes = list(changes)
     if not changes:
         return
     db = _connect(account_dir)

@@ -329,3 +329,19 @@ def test_a_file_from_an_export_without_its_client_id_column_is_an_error(sandbox,
     assert result.exit_code == 1
     assert sandbox.log == []
     assert "has no ClientId column" in result.output and "'Client ID' looks like it" in result.output
+
+
+def test_a_name_that_followed_an_imported_first_name_is_ours_not_a_staff_edit(sandbox, run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(export)
+    cid = int(rows[0]["ClientId"])
+    rows[0]["FirstName"] = "Renamed"                      # Name follows it in IntakeQ
+    write_rows(export, header, rows)
+    assert import_(run_cli, export).exit_code == 0
+    rows[0]["Name"] = "Renamed Person"                    # then the admin edits Name too
+    write_rows(export, header, rows)
+
+    result = import_(run_cli, export)
+
+    assert result.exit_code == 0, result.output
+    assert sandbox.store.clients[cid]["Name"] == "Renamed Person"
