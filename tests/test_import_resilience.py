@@ -451,3 +451,18 @@ def test_a_bug_after_the_first_write_exits_4_not_1(sandbox, run_cli, tmp_path, m
     assert crashed.exit_code == 4, crashed.output
     assert "unexpected KeyError" in crashed.output and "run the same command again" in crashed.output
     assert saves_so_far(sandbox) > 0
+
+
+def test_a_write_with_no_answer_for_a_while_says_what_it_is_waiting_for(sandbox, run_cli, tmp_path, monkeypatch):
+    """Issue 9: the terminal says what a run waits for when IntakeQ holds a save."""
+    import etl.api.client
+
+    path, _ = make_edits(run_cli, sandbox, tmp_path)
+    monkeypatch.setattr(etl.api.client, "SLOW_WRITE_NOTE", 0.05)
+    sandbox.configure(faults=Faults(write_latency=0.3))
+
+    result = run_cli("import", path, "--yes", "--quiet")
+
+    assert result.exit_code == 0, result.output
+    assert "note: waiting for IntakeQ to answer POST clients (no answer for 0 s;" in result.output
+    assert "never sent again blindly" in result.output

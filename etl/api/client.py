@@ -7,8 +7,11 @@ client (endpoints, query parameters, paging).
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
+import threading
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Iterator
 
@@ -20,6 +23,8 @@ from ..errors import ApiError, ConfigError, WrongShapeError
 from .ledger import Ledger
 from .retry import RetryPolicy
 from .session import ApiSession
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -173,9 +178,31 @@ class IntakeQClient:
         if method != "GET":
             self.writes_sent += 1
         try:
-            return self._session.send(method, path, params=params, json_body=json_body)
+            with _note_when_slow(method, path, self.settings.timeout):
+                return self._session.send(method, path, params=params, json_body=json_body)
         finally:
             self.ledger.complete(row_id)
+
+
+SLOW_WRITE_NOTE = 10.0      # seconds without an answer to a write before the terminal says so
+
+
+@contextmanager
+def _note_when_slow(method: str, path: str, timeout: float):
+    """Say what the run is waiting for when a write has no answer for a while: the server
+    may hold it for up to the read timeout, and then the write is verified, not re-sent."""
+    if method == "GET":
+        yield
+        return
+    timer = threading.Timer(SLOW_WRITE_NOTE, log.info, args=(
+        "waiting for IntakeQ to answer %s %s (no answer for %.0f s; after %.0f s without one the write "
+        "is checked against IntakeQ, never sent again blindly)", method, path, SLOW_WRITE_NOTE, timeout))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def client_query(*, include_profile=True, search=None, date_created_start=None,
