@@ -97,11 +97,12 @@ class RowEdit:
     matched_by: str | None = None   # how a row without ClientId was matched
     damage: tuple[DMG.Damage, ...] = ()   # cells a spreadsheet reformatted: the exported value stays
     kept: tuple[Kept, ...] = ()     # cells an earlier import changed in IntakeQ: its value stays
+    reverts: tuple[Kept, ...] = ()  # such cells to set back to the export (--prefer file)
 
     @property
     def needs_live(self) -> bool:
         return bool(self.values or self.tags_add or self.tags_remove or self.tags_exact is not None
-                    or self.client_id is None)
+                    or self.client_id is None or self.reverts)
 
 
 @dataclass
@@ -313,21 +314,20 @@ def _by_client(written) -> dict[int, dict[str, Written]]:
 
 def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options) -> RowEdit:
     """The cells of a row the file holds as exported while an earlier import of ours wrote
-    another value since: :class:`Kept`, or with ``prefer_file`` edits back to the export."""
+    another value since: :class:`Kept`, or with ``prefer_file`` to set back to the export
+    (only where live still holds what we wrote: see ``_plan_update``)."""
     if not earlier:
         return edit
-    kept = []
+    kept, reverts = [], []
     for col, w in earlier.items():
         if col in edit.values or col not in compared_columns(file.columns) or col not in base_row.index:
             continue
         file_value, base_value = _value(file[col].iat[pos]), _value(base_row[col])
         if not _same(col, file_value, base_value) or _same(col, w.value, base_value):
             continue
-        if options.prefer_file and (file_value is not None or options.blank == BLANK_CLEAR):
-            edit.values[col], edit.base[col] = file_value, base_value
-        else:
-            kept.append(Kept(col, file_value, w.value, w.at))
-    edit.kept = tuple(kept)
+        wanted = options.prefer_file and (file_value is not None or options.blank == BLANK_CLEAR)
+        (reverts if wanted else kept).append(Kept(col, file_value, w.value, w.at))
+    edit.kept, edit.reverts = tuple(kept), tuple(reverts)
     return edit
 
 
@@ -441,6 +441,12 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
                 conflicts.append(Conflict(col, base_value, new, current))
                 continue
         changes.append(Change(col, current, new))
+    for k in edit.reverts:         # set back only what live still holds from our import
+        current = _value(live_row[k.field]) if k.field in live_row.index else None
+        if _same(k.field, current, k.written) and not _same(k.field, current, k.file):
+            changes.append(Change(k.field, current, k.file))
+    kept = tuple(k for k in edit.kept    # staff changed it since: no longer our value to keep
+                 if k.field in live_row.index and _same(k.field, _value(live_row[k.field]), k.written))
     _name_follows(changes, edit, live_row)
     live_tags = _tags(live_record.get("Tags"))
     if edit.tags_exact is not None:
@@ -455,7 +461,7 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
             adds = [t for t in adds if t not in done]
             removes = [t for t in removes if t in done]
     plan = RowPlan(edit.row, edit.client_id, UPDATE, changes=changes, tag_adds=adds,
-                   tag_removes=removes, ignored=edit.ignored, damage=tuple(damage), kept=edit.kept,
+                   tag_removes=removes, ignored=edit.ignored, damage=tuple(damage), kept=kept,
                    message=_matched_note(edit),
                    tags_after=sorted((live_tags | set(adds)) - set(removes)) if adds or removes else None)
     if conflicts:

@@ -53,3 +53,9 @@ def test_text_saved_in_windows_1252_is_never_an_edit(text):
                                             ("1.5", False), ("Main St", False), (None, False)])
 def test_looks_like_number_form(text, expected):
     assert looks_like_number_form(text) is expected
+
+
+@pytest.mark.parametrize("exported, file", [("2134", "02134"), ("2134.0", "02134"), ("2134.0", "2134"),
+                                            ("1.23456789012E+11", "123456789012")])
+def test_a_repair_of_an_exported_number_form_is_an_edit(exported, file):
+    assert classify(exported, file) is None

@@ -345,3 +345,16 @@ def test_a_name_that_followed_an_imported_first_name_is_ours_not_a_staff_edit(sa
 
     assert result.exit_code == 0, result.output
     assert sandbox.store.clients[cid]["Name"] == "Renamed Person"
+
+
+def test_prefer_file_never_sets_back_a_cell_staff_changed_after_the_earlier_import(sandbox, run_cli, siblings):
+    export, _, _, emails, _ = siblings
+    staff_cid, *others = list(emails)
+    sandbox.store.staff_edit(staff_cid, Email="staff.after@example.org")
+    copy, _, rows = copy_of(export, "copy.csv")
+
+    result = import_(run_cli, copy, "--prefer", "file", "--blank", "clear")
+
+    assert result.exit_code == 0, result.output
+    assert sandbox.store.clients[staff_cid]["Email"] == "staff.after@example.org"
+    assert len(saves(sandbox)) == len(others)

@@ -70,7 +70,7 @@ def classify(base, file) -> str | None:
     if number is None:
         return None
     if number == exported:
-        return REFORMATTED
+        return REFORMATTED if _lossier(base, file) else None
     return LOST if _rounds_to(exported, file, number) else None
 
 
@@ -83,6 +83,19 @@ def looks_like_number_form(text) -> bool:
     if not _NUMBER.match(text):
         return False
     return bool(_SCIENTIFIC.search(text)) or (text.endswith(".0") and text[:-2].lstrip("+-").isdigit())
+
+
+def _lossier(base: str, file: str) -> bool:
+    """Is the file's form what a spreadsheet makes of the exported one, not the other way
+    round? (``02134`` typed over an exported ``2134.0`` is a repair, an edit.)"""
+    if looks_like_number_form(base):
+        return False
+    return _leading_zeros(file) <= _leading_zeros(base)
+
+
+def _leading_zeros(text: str) -> int:
+    digits = text.lstrip("+-")
+    return len(digits) - len(digits.lstrip("0"))
 
 
 def _chars_replaced(base: str, file: str) -> bool:
