@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CheckpointMismatch
+from .errors import CheckpointMismatch, PathError
 from .files import make_private_dirs, open_private, refuse_symlink
 
 FINAL = frozenset({"created", "updated", "unchanged", "failed"})
@@ -97,6 +97,9 @@ class Checkpoint:
 
     def _resume_existing(self) -> sqlite3.Connection | None:
         """The file, open for resuming, if it is ours; None if it may be replaced."""
+        if self.path.stat().st_size and not _is_checkpoint(self.path):
+            raise PathError(f"{self.path} is not a checkpoint of intakeq-etl (another file is there): "
+                            "pass --checkpoint with another path; the file was left as it is")
         db = _connect(self.path)
         if _identity_of(db) == self.identity:
             return db
@@ -192,6 +195,19 @@ def _identity_of(db: sqlite3.Connection) -> str | None:
     except sqlite3.OperationalError:        # no such table: an empty or foreign database
         return None
     return found[0] if found else None
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """A checkpoint file: an SQLite database whose meta table names an identity (a
+    database of anything else, e.g. applied.sqlite, is never ours to replace)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return _identity_of(db) is not None
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:       # not a database at all
+        return False
 
 
 def _has_unfinished_rows(db: sqlite3.Connection) -> bool:

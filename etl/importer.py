@@ -449,8 +449,10 @@ def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], ch
     """Give rows whose create already happened their ClientId; find creates whose answer was lost."""
     from .load import find_created
 
-    if "ClientId" not in frame.columns or not states:
+    if not states:
         return 0
+    if "ClientId" not in frame.columns:     # a file of new clients only: the creates still count
+        frame.insert(0, "ClientId", pd.array([pd.NA] * len(frame), dtype="Int64"))
     adopted = 0
     for index in frame.index:
         row = int(index) + 2

@@ -358,3 +358,41 @@ def test_prefer_file_never_sets_back_a_cell_staff_changed_after_the_earlier_impo
     assert result.exit_code == 0, result.output
     assert sandbox.store.clients[staff_cid]["Email"] == "staff.after@example.org"
     assert len(saves(sandbox)) == len(others)
+
+
+def test_a_checkpoint_path_naming_another_database_is_refused_and_left_alone(sandbox, run_cli, tmp_path):
+    import sqlite3
+
+    export = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(export)
+    rows[0]["City"] = "Elsewhere"
+    write_rows(export, header, rows)
+    precious = tmp_path / "precious.sqlite"
+    with sqlite3.connect(precious) as db:
+        db.execute("CREATE TABLE t (x)")
+    sandbox.log.clear()
+
+    result = import_(run_cli, export, "--checkpoint", precious)
+
+    assert result.exit_code == 1
+    assert "is not a checkpoint of intakeq-etl" in result.output
+    assert writes(sandbox) == []
+    with sqlite3.connect(precious) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("t",)]
+
+
+def test_a_create_killed_in_flight_in_a_file_without_client_id_is_found_not_repeated(sandbox, run_cli, tmp_path):
+    from etl.checkpoint import Checkpoint
+    from etl.importer import ImportOptions, plan_identity
+
+    path = tmp_path / "new.csv"
+    path.write_text("FirstName,LastName\nNova,Nocontact\n", encoding="utf-8")
+    with Checkpoint(tmp_path / "new.checkpoint.sqlite", plan_identity(path, ImportOptions())) as cp:
+        cp.begin(2, "create", known_ids=set())           # killed (-9) while its POST was in flight
+    sandbox.store.add_client(FirstName="Nova", LastName="Nocontact")    # the create had landed
+
+    result = import_(run_cli, path, "--base", "none")
+
+    assert result.exit_code == 0, result.output
+    names = [(c["FirstName"], c["LastName"]) for c in sandbox.store.clients.values()]
+    assert names.count(("Nova", "Nocontact")) == 1
