@@ -578,7 +578,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
                     ask: bool, hooks: Hooks) -> RunOutcome:
     """Write the plan, then (unless a dry run or nothing to do) send it and write the results."""
     from .applied import record as record_applied
-    from .load import apply_plan
+    from .load import ApplyOutcome, apply_plan
     from .reports import write_plan, write_results_or_elsewhere
 
     write_plan(paths.plan, prepared.plans)
@@ -593,26 +593,29 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         return RunOutcome(prepared, dict(prepared.results))
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
-    with hooks.progress(len(todo)) as bar:
-        def row_done(plan):
-            hooks.row_done(plan)
-            if bar is not None:
-                bar.update(1)
+    outcome = ApplyOutcome()
+    try:
+        with hooks.progress(len(todo)) as bar:
+            def row_done(plan):
+                hooks.row_done(plan)
+                if bar is not None:
+                    bar.update(1)
 
-        outcome = apply_plan(
-            client, todo, checkpoint, tz=prepared.timezone, clock=client.clock,
-            should_stop=lambda: hooks.should_stop() or client.clock.stop_requested(),
-            on_created=lambda plan: applied.record_created(settings.account_dir, plan.client_id,
-                                                           *plan.name_key),
-            on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
-            on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
-                                                 plan.client_id, plan.changes))
-    results = dict(prepared.results)
-    results.update(outcome.results)
-    for plan in todo:
-        results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
-                                               "not sent yet: run the same command again"))
-    paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say))
+            apply_plan(
+                client, todo, checkpoint, tz=prepared.timezone, clock=client.clock, outcome=outcome,
+                should_stop=lambda: hooks.should_stop() or client.clock.stop_requested(),
+                on_created=lambda plan: applied.record_created(settings.account_dir, plan.client_id,
+                                                               *plan.name_key),
+                on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
+                on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
+                                                     plan.client_id, plan.changes))
+    finally:     # even when the disk or a bug stops it: the rows written are on record
+        results = dict(prepared.results)
+        results.update(outcome.results)
+        for plan in todo:
+            results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
+                                                   "not sent yet: run the same command again"))
+        paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say))
     return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
 
 

@@ -53,7 +53,8 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
                on_row: Callable[[RowPlan], None] = lambda plan: None,
                known_ids: Callable[[RowPlan], set[int]] = lambda plan: set(),
                on_saved: Callable[[RowPlan], None] = lambda plan: None,
-               on_created: Callable[[RowPlan], None] = lambda plan: None) -> ApplyOutcome:
+               on_created: Callable[[RowPlan], None] = lambda plan: None,
+               outcome: ApplyOutcome | None = None) -> ApplyOutcome:
     """Send every row's operations; returns each touched row's result.
 
     ``on_saved(plan)`` hears of each save that landed and, as a plan with one ``Tags``
@@ -66,7 +67,7 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
     either way.
     """
     clock = clock or SystemClock()
-    outcome = ApplyOutcome()
+    outcome = outcome if outcome is not None else ApplyOutcome()   # the caller's: kept if a bug escapes
     for plan in (p for p in plans if p.writes):
         if should_stop():
             outcome.stopped_by = Interrupted("stopped by Ctrl-C after the request in flight")

@@ -320,6 +320,9 @@ def test_sqlite_failing_after_writes_were_sent_is_one_line_exit_4_and_the_same_c
     assert "stopped: cannot write: SQLite: database or disk is full" in result.output
     assert "2 write(s) had been sent" in result.output and "run the same command again" in result.output
     one_clear_line(result)
+    _, results = read_rows(path.parent / "clients.results.csv")      # written all the same
+    statuses = sorted(r["status"] for r in results if r["status"] != "unchanged")
+    assert statuses == ["pending"] * (len(cities) - 1) + ["updated"]
     monkeypatch.setattr(Checkpoint, "finish", real_finish)
     again = import_(run_cli, path)
     assert again.exit_code == 0, again.output
