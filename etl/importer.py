@@ -10,10 +10,8 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
-import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -21,10 +19,12 @@ import pandas as pd
 
 from . import applied, checks
 from . import diff as D
+from .base import Base, find_base
 from .codec import damage as DMG
 from .checkpoint import Checkpoint, RowState
-from .errors import BudgetExhausted, ConfigError, EtlError, Interrupted, ValidationFailed
+from .errors import BudgetExhausted, EtlError, Interrupted, ValidationFailed
 from .reports import RowResult
+from .snapshots import SnapshotStore
 
 PAGE = 100
 
@@ -88,21 +88,6 @@ class Paths:
                    plan=Path(plan or f"{stem}.plan.csv"),
                    report=Path(report or f"{stem}.report.csv"),
                    rejects=Path(rejects or f"{stem}.rejects.csv"))
-
-
-@dataclass
-class Base:
-    frame: pd.DataFrame | None
-    export_id: str | None
-    how: str                           # said to the user
-    watermark: datetime | None = None
-    complete: bool = False             # an unfiltered export: every client of the account is in it
-    timezone: str | None = None        # the export's --timezone (its dates of birth are in it)
-
-    @property
-    def taken_at(self) -> float | None:
-        """When the export started (epoch seconds): imports after it wrote what it lacks."""
-        return self.watermark.timestamp() if self.watermark else None
 
 
 @dataclass
@@ -191,144 +176,6 @@ def plan_identity(source: Path, opts: ImportOptions) -> str:
 # --------------------------------------------------------------------------- base
 
 
-def find_base(source: Path, opts: ImportOptions, settings, frame: pd.DataFrame | None = None) -> Base:
-    """The export this file came from: --base, the manifest beside it, else the snapshot
-    its content agrees with. Never a stale stand-in: a named export whose snapshot is gone
-    stops the import (exit 1) before any request. Local files only.
-
-    ``frame`` is the file as read (for the content match and the ClientId check).
-    """
-    from .snapshots import SnapshotStore
-
-    store = SnapshotStore(settings)
-    if is_no_base(opts.base):
-        return Base(None, None, "no base (--base none): comparing with live only (two-way); IntakeQ "
-                                "edits made since the file was produced would be overwritten for the "
-                                "columns it carries")
-    wanted, how = named_export(source, opts.base)
-    if wanted is None:
-        return _base_by_content(source, store, frame)
-    _refuse_without_client_id(source, frame, f"it came from export {wanted} ({how})")
-    if store.exists(wanted):
-        frame, meta = store.load(wanted)
-        return _base(frame, wanted, f"base: export {wanted} (from {how})", meta)
-    raise ConfigError(
-        f"{source}: the snapshot of export {wanted} (named by {how}) is gone from the state dir "
-        f"(snapshots are kept {store.keep_days:g} days, INTAKEQ_SNAPSHOT_DAYS); nothing was sent. Pass "
-        "--base with the id of a newer export only if the file was edited from it, or --base none for a "
-        "two-way import that writes every difference from IntakeQ (staff changes since the export in the "
-        "file's columns would be overwritten)")
-
-
-def _base_by_content(source: Path, store, frame: pd.DataFrame | None) -> Base:
-    """A file with no manifest beside it (moved, renamed, mailed): the snapshot it agrees
-    with on the most cells (ties: the older one); none agreeing well stops the import."""
-    ids = _file_client_ids(frame)
-    snapshots = store.list()
-    if not snapshots:
-        return Base(None, None, "no base: no export snapshot in this state dir; comparing with live only "
-                                "(two-way); IntakeQ edits made since the file was produced would be "
-                                "overwritten for the columns it carries")
-    if not ids:   # only new rows: the base serves to match them with clients, the newest is best
-        export_id = next((e for e, meta in snapshots if meta.get("complete")), snapshots[0][0])
-        base_frame, meta = store.load(export_id)
-        return _base(base_frame, export_id, f"base: export {export_id}, the account's newest snapshot "
-                                            "(the file has no ClientId: only new rows)", meta)
-    best = None
-    for export_id, _ in snapshots:          # newest first: ">=" leaves ties to the older one
-        base_frame, meta = store.load(export_id)
-        score = content_agreement(frame, base_frame)
-        if score is not None and (best is None or score >= best[0]):
-            best = (score, export_id, base_frame, meta)
-    if best is None or best[0] < MATCH_THRESHOLD:
-        raise ConfigError(
-            f"{source}: no manifest.json beside the file, and it agrees with no export snapshot in this state "
-            "dir (it was not exported from this account, or its export's snapshot is gone); nothing was "
-            "sent. Pass --base with the export folder or id it came from, or --base none for a two-way "
-            "import that writes every difference from IntakeQ")
-    score, export_id, base_frame, meta = best
-    return _base(base_frame, export_id, f"base: export {export_id} (no manifest beside the file: the "
-                                        f"snapshot it agrees with best, on {score:.0%} of its cells)", meta)
-
-
-MATCH_THRESHOLD = 0.8        # share of a file's cells that must equal a snapshot's to take it as base
-MATCH_SAMPLE = 2000          # rows compared per snapshot
-
-
-def content_agreement(frame: pd.DataFrame, base: pd.DataFrame) -> float | None:
-    """The share of the file's non-empty writable cells (on up to MATCH_SAMPLE clients both
-    hold) equal to the snapshot's, compared normalised; None when they share no client."""
-    from .codec import normalized_frame
-
-    if "ClientId" not in base.columns:
-        return None
-    file_ids = pd.to_numeric(frame["ClientId"], errors="coerce")
-    common = file_ids.isin(base["ClientId"].astype("Int64")).to_numpy()
-    columns = [c for c in D.compared_columns(frame.columns) if c in base.columns]
-    if not common.any() or not columns:
-        return None
-    mine = frame.loc[common].head(MATCH_SAMPLE)
-    theirs = base.set_index(base["ClientId"].astype("int64")).reindex(mine["ClientId"].astype("int64"))
-    a = normalized_frame(mine[columns].reset_index(drop=True), columns).to_numpy(dtype=object)
-    b = normalized_frame(theirs[columns].reset_index(drop=True), columns).to_numpy(dtype=object)
-    present = pd.notna(a) | pd.notna(b)
-    return float((present & (a == b)).sum() / max(1, present.sum()))
-
-
-def _file_client_ids(frame: pd.DataFrame | None) -> bool:
-    return frame is not None and "ClientId" in frame.columns and bool(frame["ClientId"].notna().any())
-
-
-def _refuse_without_client_id(source: Path, frame: pd.DataFrame | None, why: str) -> None:
-    """A file from an export needs its ClientId column: without it every row would be new."""
-    if frame is None or "ClientId" in frame.columns:
-        return
-    renamed = [c for c in frame.columns if re.sub(r"[^a-z]", "", str(c).lower()) in ("clientid", "id")]
-    hint = f" The column {renamed[0]!r} looks like it: rename it back to ClientId." if renamed else ""
-    raise ValidationFailed(f"{source}: the file has no ClientId column, but {why}: without it every row "
-                           f"would be created as a new client; nothing was sent.{hint}")
-
-
-def is_no_base(base: str | None) -> bool:
-    return bool(base) and base.lower() == "none"
-
-
-def named_export(source: Path, base: str | None) -> tuple[str | None, str]:
-    """The export id a file names — ``--base`` (an export folder or id), else the manifest
-    beside the file — and how it was found. Local files only."""
-    if not base:
-        return _manifest_export_id(Path(source).parent / "manifest.json"), "the manifest beside the file"
-    candidate = Path(base)
-    if not candidate.is_dir():
-        return base, f"--base {base}"
-    wanted = _manifest_export_id(candidate / "manifest.json")
-    if wanted is None:
-        raise ConfigError(f"--base {base}: no manifest.json with an export id there")
-    return wanted, f"--base {base}"
-
-
-def _base(frame, export_id: str, how: str, meta: dict) -> Base:
-    meta = meta or {}
-    return Base(frame, export_id, how, _watermark(meta), complete=bool(meta.get("complete")),
-                timezone=meta.get("timezone"))
-
-
-def _manifest_export_id(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("export_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _watermark(meta: dict) -> datetime | None:
-    raw = (meta or {}).get("watermark") or (meta or {}).get("started")
-    if not raw:
-        return None
-    try:
-        return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
 
 # --------------------------------------------------------------------------- live
 
@@ -365,7 +212,8 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
             universe = list(records.values())
             how = f"{len(ids)} per-client look-up(s)"
             if has_new:
-                since = (base.watermark or datetime.now(timezone.utc)).date() - timedelta(days=1)
+                taken = datetime.fromtimestamp(base.taken_at, timezone.utc) if base.taken_at else None
+                since = (taken or datetime.now(timezone.utc)).date() - timedelta(days=1)
                 created = list(client.iter_clients(date_created_start=since))
                 universe += created
                 records.update({int(r["ClientId"]): r for r in created})   # full profiles too
@@ -386,7 +234,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     """Everything up to the plan: reads only (no write is sent)."""
     source = Path(source)
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
-    base = find_base(source, opts, settings, table.frame)          # local files only: no request
+    base = find_base(source, opts.base, SnapshotStore(settings), table.frame)   # local files: no request
     opts = dataclasses.replace(opts, timezone=opts.timezone or base.timezone or "UTC")
     echo(base.how)
 

@@ -296,7 +296,7 @@ def test_a_file_whose_export_snapshot_is_gone_stops_before_any_request(sandbox, 
 
     assert result.exit_code == 1
     assert sandbox.log == []
-    assert "is gone from the state dir" in result.output and "--base none" in result.output
+    assert "in the state dir: it is gone" in result.output and "--base none" in result.output
 
 
 def test_a_file_without_its_manifest_finds_its_export_by_content(sandbox, run_cli, tmp_path):
@@ -396,3 +396,87 @@ def test_a_create_killed_in_flight_in_a_file_without_client_id_is_found_not_repe
     assert result.exit_code == 0, result.output
     names = [(c["FirstName"], c["LastName"]) for c in sandbox.store.clients.values()]
     assert names.count(("Nova", "Nocontact")) == 1
+
+
+def test_content_matching_never_takes_a_small_filtered_export(sandbox, run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "full")
+    header, rows = read_rows(export)
+    staff = int(rows[9]["ClientId"])
+    sandbox.store.staff_edit(staff, City="Staffville")
+    some = rows[0]["LastName"]
+    assert run_cli("export", "--out", tmp_path / "filtered", "--search", some, "--quiet").exit_code == 0
+    rows[1]["Email"] = "moved.again@example.org"
+    desktop = write_rows(tmp_path / "desktop.csv", header, rows)
+    sandbox.log.clear()
+
+    result = import_(run_cli, desktop, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert f"base: export {_export_id(tmp_path / 'full')}" in result.output
+    assert not [line for line in plan_lines(desktop) if line["ClientId"] == str(staff)]
+
+
+def test_a_manifest_replaced_by_a_later_export_into_the_folder_is_not_taken(sandbox, run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "export")
+    first_id = _export_id(tmp_path / "export")
+    mine, header, rows = copy_of(export, "mine.csv")
+    rows[0]["City"] = "Mineville"
+    write_rows(mine, header, rows)
+    staff = int(rows[3]["ClientId"])
+    sandbox.store.staff_edit(staff, City="Staff City")
+    export_csv(run_cli, tmp_path / "export")              # cron exports into the same folder again
+    sandbox.log.clear()
+
+    result = import_(run_cli, mine)
+
+    assert result.exit_code == 1
+    assert sandbox.log == []
+    assert "were exported before it (their LastUpdateDate is older)" in result.output
+    assert f"--base {first_id}" in result.output
+    again = import_(run_cli, mine, "--base", first_id)
+    assert again.exit_code == 0, again.output
+    assert sandbox.store.clients[staff]["City"] == "Staff City"
+
+
+def test_an_unreadable_snapshot_is_skipped_by_the_content_match(sandbox, run_cli, tmp_path, state_dir):
+    export = export_csv(run_cli, tmp_path / "old")
+    export_csv(run_cli, tmp_path / "newer")
+    newer = next(state_dir.glob(f"accounts/*/snapshots/{_export_id(tmp_path / 'newer')}.parquet"))
+    newer.write_bytes(b"not parquet")
+    header, rows = read_rows(export)
+    rows[0]["City"] = "Readable"
+    desktop = write_rows(tmp_path / "desktop.csv", header, rows)
+
+    result = import_(run_cli, desktop)
+
+    assert result.exit_code == 0, result.output
+    assert f"base: export {_export_id(tmp_path / 'old')}" in result.output
+
+
+def test_a_base_option_naming_no_export_folder_says_so(run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "export")
+
+    result = import_(run_cli, export, "--base", str(tmp_path / "no-such-folder"))
+
+    assert result.exit_code == 1
+    assert "not an export folder (a folder with a manifest.json) nor an export id" in result.output
+
+
+def test_validate_finds_the_base_by_content_as_import_does(sandbox, run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(export)
+    row = next(i for i, r in enumerate(rows) if r["PrimaryInsurancePolicyNumber"])
+    rows[row]["PrimaryInsurancePolicyNumber"] = f"{int(rows[row]['PrimaryInsurancePolicyNumber']):.2E}"
+    desktop = write_rows(tmp_path / "desktop.csv", header, rows)
+
+    checked = run_cli("validate", desktop)
+
+    assert checked.exit_code == 1
+    assert "no manifest beside the file: the snapshot it agrees with best" in checked.output
+    assert "[spreadsheet_lost_digits]" in checked.output
+
+
+def _export_id(folder: Path) -> str:
+    import json
+
+    return json.loads((folder / "manifest.json").read_text())["export_id"]

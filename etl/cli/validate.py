@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import checks
 from ..codec import ERROR, Problem, read_table
-from ..errors import EXIT_OK, ConfigError, EtlError, ValidationFailed
+from ..errors import EXIT_OK, EtlError, ValidationFailed
 from ..reports import write_report
 from .output import exit_status_and_error, print_json_line
 
@@ -26,9 +26,10 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
                   formula_guard=True, base=None):
     """Read and validate a file; returns (Table, problems, table name). Library entry point.
 
-    ``base`` is the typed frame of the export the file came from (or None): with it, the
-    file's edits get the checks an import makes before its first request
-    (:mod:`etl.checks`), so a file called valid here is not refused by ``import``.
+    ``base`` is the typed frame of the export the file came from, or a function that finds
+    it from the file as read (``find_base_frame``), or None: with it, the file's edits get
+    the checks an import makes before its first request (:mod:`etl.checks`), so a file
+    called valid here is not refused by ``import``.
     """
     from .. import fields
 
@@ -51,27 +52,24 @@ def _edit_problems(table, base) -> list[Problem]:
     from .. import diff as D
 
     frame = table.frame.set_axis(pd.Index(table.row_numbers - 2))   # index + 2 = spreadsheet row
+    if callable(base):
+        base = base(frame)
     return checks.edit_problems(D.find_edits(frame, base))
 
 
-def find_base_frame(file: Path, base: str | None, state_dir: Path):
-    """The snapshot of the export FILE came from, found in any account of the state dir
-    (validate needs no API key), or None: (frame or None, the line that says how)."""
-    from ..importer import is_no_base, named_export
+def find_base_frame(file: Path, base: str | None, state_dir: Path, frame: pd.DataFrame):
+    """The base of FILE as import finds it (:func:`etl.base.find_base`), in the account of
+    the state dir that holds its export (validate needs no API key): (frame or None, how).
+    A stale or missing base is the same error as for import."""
+    from ..base import find_base, is_no_base, named_export
     from ..snapshots import SnapshotStore
 
-    if is_no_base(base):
-        return None, "base: none (--base none): the file's new rows are checked on their own"
-    export_id, how = named_export(file, base)
-    if export_id is None:
-        return None, "base: none (no manifest beside the file; pass --base to check edits against an export)"
-    for account in sorted((state_dir / "accounts").glob("*/snapshots")):
-        store = SnapshotStore(path=account)
-        if store.exists(export_id):
-            return store.load(export_id)[0], f"base: export {export_id} (from {how})"
-    if base:
-        raise ConfigError(f"--base {base}: no snapshot of export {export_id} in the state dir")
-    return None, f"base: none (the snapshot of export {export_id} is not in this state dir)"
+    stores = [SnapshotStore(path=p) for p in sorted((state_dir / "accounts").glob("*/snapshots"))]
+    export_id = None if is_no_base(base) else named_export(file, base)[0]
+    holding = [s for s in stores if export_id is None or s.exists(export_id)]
+    store = (holding or stores or [SnapshotStore(path=state_dir / "accounts" / "none" / "snapshots")])[0]
+    found = find_base(file, base, store, frame)
+    return found.frame, found.how
 
 
 def _where(p: Problem) -> str:
@@ -139,11 +137,17 @@ def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard
     checked = None              # (table, problems, what) once the file was read
     written: list[Path] = []
     try:
-        base_frame, how = find_base_frame(file, base, ctx.obj.state_dir)
+        found = {}
+
+        def base_of(frame):
+            found["frame"], found["how"] = find_base_frame(file, base, ctx.obj.state_dir, frame)
+            return found["frame"]
+
         table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
-                                              tz=tz, formula_guard=guard_on, base=base_frame)
+                                              tz=tz, formula_guard=guard_on, base=base_of)
         checked = (table, problems, what)
-        click.echo(how, err=as_json)
+        if "how" in found:
+            click.echo(found["how"], err=as_json)
         for line in summary_lines(file, table, problems, what):
             click.echo(line, err=as_json)        # with --json, stdout holds the JSON line only
         if report is not None:
