@@ -22,6 +22,8 @@ import pandas as pd
 from . import applied, checks
 from . import diff as D
 from .codec import damage as DMG
+from .codec.export_id import read_export_id
+from .codec.serials import resolve_date_numbers
 from .checkpoint import Checkpoint, RowState
 from .errors import BudgetExhausted, ConfigError, EtlError, Interrupted, ValidationFailed
 from .reports import RowResult
@@ -45,6 +47,7 @@ class ImportOptions:
     encoding: str | None = None
     date_format: str | None = None
     formula_guard: bool = True
+    sheet: str | None = None         # the XLSX sheet to read (None: the one with ClientId)
 
     def diff_options(self) -> D.Options:
         return D.Options(blank=self.blank, tags=self.tags, prefer_file=self.prefer_file,
@@ -60,9 +63,12 @@ class ImportOptions:
         afresh against live, so rows already done stay done and the rest follow the new
         options (re-running with --prefer file after conflicts just works).
         """
-        return {"skip_invalid": self.skip_invalid, "format": self.format,
-                "encoding": self.encoding, "date_format": self.date_format,
-                "formula_guard": self.formula_guard}
+        identity = {"skip_invalid": self.skip_invalid, "format": self.format,
+                    "encoding": self.encoding, "date_format": self.date_format,
+                    "formula_guard": self.formula_guard}
+        if self.sheet is not None:     # only when given: checkpoints of earlier versions stay valid
+            identity["sheet"] = self.sheet
+        return identity
 
 
 @dataclass
@@ -98,6 +104,7 @@ class Base:
     watermark: datetime | None = None
     complete: bool = False             # an unfiltered export: every client of the account is in it
     timezone: str | None = None        # the export's --timezone (its dates of birth are in it)
+    custom_fields: dict | None = None  # FieldId -> label of the account's custom fields at the export
 
     @property
     def taken_at(self) -> float | None:
@@ -140,7 +147,7 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
     from schemas.clients import validate_table
 
     table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
-                       formula_guard=opts.formula_guard, tz=opts.timezone)
+                       formula_guard=opts.formula_guard, tz=opts.timezone, sheet=opts.sheet)
     # From here on a row's index + 2 is its spreadsheet row (blank rows are skipped by the codec).
     table.frame.index = pd.Index([int(r) - 2 for r in table.row_numbers])
     problems = validate_table(table)
@@ -175,6 +182,8 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
 
 
 def _describe(p) -> str:
+    if p.row is None and p.column:      # a whole column: its name says where
+        return f"{p.column}: {p.message}"
     where = ", ".join(x for x in (f"row {p.row}" if p.row else "", f"column {p.column}" if p.column else "") if x)
     return f"{where}: {p.message}" if where else p.message
 
@@ -192,9 +201,10 @@ def plan_identity(source: Path, opts: ImportOptions) -> str:
 
 
 def find_base(source: Path, opts: ImportOptions, settings, frame: pd.DataFrame | None = None) -> Base:
-    """The export this file came from: --base, the manifest beside it, else the snapshot
-    its content agrees with. Never a stale stand-in: a named export whose snapshot is gone
-    stops the import (exit 1) before any request. Local files only.
+    """The export this file came from: --base, the export id inside the file (XLSX,
+    Parquet) or the manifest beside it, else the snapshot its content agrees with. Never a
+    stale stand-in: a named export whose snapshot is gone stops the import (exit 1) before
+    any request. Local files only.
 
     ``frame`` is the file as read (for the content match and the ClientId check).
     """
@@ -205,7 +215,7 @@ def find_base(source: Path, opts: ImportOptions, settings, frame: pd.DataFrame |
         return Base(None, None, "no base (--base none): comparing with live only (two-way); IntakeQ "
                                 "edits made since the file was produced would be overwritten for the "
                                 "columns it carries")
-    wanted, how = named_export(source, opts.base)
+    wanted, how = named_export(source, opts.base, inside=read_export_id(source, opts.format))
     if wanted is None:
         return _base_by_content(source, store, frame)
     _refuse_without_client_id(source, frame, f"it came from export {wanted} ({how})")
@@ -293,11 +303,20 @@ def is_no_base(base: str | None) -> bool:
     return bool(base) and base.lower() == "none"
 
 
-def named_export(source: Path, base: str | None) -> tuple[str | None, str]:
-    """The export id a file names — ``--base`` (an export folder or id), else the manifest
-    beside the file — and how it was found. Local files only."""
+def named_export(source: Path, base: str | None, *, inside: str | None = None) -> tuple[str | None, str]:
+    """The export id a file names — ``--base`` (an export folder or id), else the id inside
+    the file (``inside``: XLSX and Parquet exports carry it), else the manifest beside the
+    file — and how it was found. Local files only.
+
+    The id inside the file wins over the manifest beside it: a copy kept in an export
+    folder sits beside the manifest of every later export into that folder, but its own
+    id never changes."""
     if not base:
-        return _manifest_export_id(Path(source).parent / "manifest.json"), "the manifest beside the file"
+        beside = _manifest_export_id(Path(source).parent / "manifest.json")
+        if inside and inside != beside:
+            note = f"; the manifest beside it names export {beside}, not this file's" if beside else ""
+            return inside, "the id inside the file" + note
+        return beside, "the manifest beside the file"
     candidate = Path(base)
     if not candidate.is_dir():
         return base, f"--base {base}"
@@ -310,7 +329,21 @@ def named_export(source: Path, base: str | None) -> tuple[str | None, str]:
 def _base(frame, export_id: str, how: str, meta: dict) -> Base:
     meta = meta or {}
     return Base(frame, export_id, how, _watermark(meta), complete=bool(meta.get("complete")),
-                timezone=meta.get("timezone"))
+                timezone=meta.get("timezone"), custom_fields=known_custom_fields(frame, meta))
+
+
+def known_custom_fields(frame: pd.DataFrame | None, meta: dict | None) -> dict | None:
+    """FieldId → label of the account's custom fields as of a snapshot: its meta's list,
+    else (an older snapshot) its ``custom.*`` columns; None when unknown."""
+    from . import fields as F
+
+    listed = (meta or {}).get("custom_fields")
+    if isinstance(listed, dict) and listed:
+        return {str(k): str(v or "") for k, v in listed.items()}
+    if frame is not None:
+        found = {F.custom_field_id(c): "" for c in frame.columns if F.is_custom(c)}
+        return found or None
+    return None
 
 
 def _manifest_export_id(path: Path) -> str | None:
@@ -388,7 +421,12 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
     base = find_base(source, opts, settings, table.frame)          # local files only: no request
     opts = dataclasses.replace(opts, timezone=opts.timezone or base.timezone or "UTC")
+    if table.sheet is not None:
+        echo(f"sheet: {table.sheet}")
     echo(base.how)
+    _refuse_errors(source, checks.custom_field_problems(frame.columns, base.custom_fields), paths,
+                   before="nothing was sent")
+    frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base.frame)
 
     settled: dict[int, RowResult] = {}
     for row, reasons in rejected.items():
@@ -403,12 +441,15 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
 
     written = D.written_since(applied.written(settings.account_dir), base.taken_at)
-    edits = D.find_edits(planning, base.frame, opts.diff_options(), written=written)
-    problems = checks.edit_problems(edits)
+    edits = D.find_edits(planning, base.frame, opts.diff_options(), written=written, unknown=table.unknown)
+    problems = date_problems + checks.edit_problems(edits)
     _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
     for line in checks.warning_lines(warnings + _without_damage(problems)):
         echo("warning: " + line)
     live = fetch_live(client, edits, base)
+    if base.custom_fields is None:   # no base: the account's fields are known from live, before any write
+        _refuse_errors(source, checks.custom_field_problems(frame.columns, live_custom_fields(live)), paths,
+                       before="nothing was written")
     plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe,
                         created_before=applied.created_names(settings.account_dir), written=written)
     # Matches found in live, and damage found against live (no base): before any write.
@@ -427,6 +468,15 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
                                                 else p.action, (), p.message))
     return Prepared(source, plans, settled, base, live.strategy, client.requests_sent - reads_before,
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone)
+
+
+def live_custom_fields(live: "Live") -> dict | None:
+    """FieldId → label of the custom fields live clients list (IntakeQ lists every field of
+    the account on each client); None when no client was fetched."""
+    from .codec import custom_field_labels
+
+    records = [r for r in list(live.records.values()) + list(live.universe) if "CustomFields" in r]
+    return custom_field_labels(records) if records else None
 
 
 def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:

@@ -23,55 +23,64 @@ def _looks_like_diagnoses(columns) -> bool:
 
 
 def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC",
-                  formula_guard=True, base=None):
+                  formula_guard=True, base=None, sheet=None, custom_fields=None):
     """Read and validate a file; returns (Table, problems, table name). Library entry point.
 
     ``base`` is the typed frame of the export the file came from (or None): with it, the
     file's edits get the checks an import makes before its first request
     (:mod:`etl.checks`), so a file called valid here is not refused by ``import``.
+    ``custom_fields`` (FieldId → label, from the base export) makes a ``custom.*``
+    column for a field the account lacks an error, as ``import`` does.
     """
     from .. import fields
 
     table = read_table(path, format=format, encoding=encoding, date_format=date_format,
-                       formula_guard=formula_guard, tz=tz)
+                       formula_guard=formula_guard, tz=tz, sheet=sheet)
     if _looks_like_diagnoses(table.frame.columns):
         from schemas.diagnoses import validate_diagnoses
 
         table = read_table(path, format=format, encoding=encoding, date_format=date_format,
-                           formula_guard=formula_guard, tz=tz, kinds=fields.DIAGNOSIS_KINDS)
+                           formula_guard=formula_guard, tz=tz, kinds=fields.DIAGNOSIS_KINDS, sheet=sheet)
         problems = list(table.problems) + validate_diagnoses(table.frame,
                                                              row_numbers=table.row_numbers)
         return table, problems, "diagnoses"
     from schemas.clients import validate_table
 
-    return table, validate_table(table) + _edit_problems(table, base), "clients"
+    return table, (validate_table(table) + checks.custom_field_problems(table.frame.columns, custom_fields)
+                   + _edit_problems(table, base)), "clients"
 
 
 def _edit_problems(table, base) -> list[Problem]:
     from .. import diff as D
+    from ..codec.serials import resolve_date_numbers
 
     frame = table.frame.set_axis(pd.Index(table.row_numbers - 2))   # index + 2 = spreadsheet row
-    return checks.edit_problems(D.find_edits(frame, base))
+    frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base)
+    return date_problems + checks.edit_problems(D.find_edits(frame, base, unknown=table.unknown))
 
 
-def find_base_frame(file: Path, base: str | None, state_dir: Path):
-    """The snapshot of the export FILE came from, found in any account of the state dir
-    (validate needs no API key), or None: (frame or None, the line that says how)."""
-    from ..importer import is_no_base, named_export
+def find_base_frame(file: Path, base: str | None, state_dir: Path, *, format=None):
+    """The snapshot of the export FILE came from (``--base``, the id inside the file, the
+    manifest beside it), found in any account of the state dir (validate needs no API
+    key): (frame or None, the line that says how, the account's custom fields then or None)."""
+    from ..codec.export_id import read_export_id
+    from ..importer import is_no_base, known_custom_fields, named_export
     from ..snapshots import SnapshotStore
 
     if is_no_base(base):
-        return None, "base: none (--base none): the file's new rows are checked on their own"
-    export_id, how = named_export(file, base)
+        return None, "base: none (--base none): the file's new rows are checked on their own", None
+    export_id, how = named_export(file, base, inside=None if base else read_export_id(file, format))
     if export_id is None:
-        return None, "base: none (no manifest beside the file; pass --base to check edits against an export)"
+        return None, ("base: none (no manifest beside the file; pass --base to check edits against an "
+                      "export)"), None
     for account in sorted((state_dir / "accounts").glob("*/snapshots")):
         store = SnapshotStore(path=account)
         if store.exists(export_id):
-            return store.load(export_id)[0], f"base: export {export_id} (from {how})"
+            frame, meta = store.load(export_id)
+            return frame, f"base: export {export_id} (from {how})", known_custom_fields(frame, meta)
     if base:
         raise ConfigError(f"--base {base}: no snapshot of export {export_id} in the state dir")
-    return None, f"base: none (the snapshot of export {export_id} is not in this state dir)"
+    return None, f"base: none (the snapshot of export {export_id} is not in this state dir)", None
 
 
 def _where(p: Problem) -> str:
@@ -123,12 +132,14 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
               help="The practice's timezone (IANA name), used for dates of birth.")
 @click.option("--no-formula-guard", is_flag=True,
               help="Do not strip the leading ' that exports put before formula-like cells.")
+@click.option("--sheet", help="The XLSX sheet to read  [default: the one whose header has ClientId]")
 @click.option("--base", help="The export FILE came from (an export folder or id; 'none': no base), to check "
-                             "its edits as import will  [default: the manifest beside FILE]")
+                             "its edits as import will  [default: the id inside FILE (XLSX, Parquet), else "
+                             "the manifest beside FILE]")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one machine-readable summary line on stdout (the summary moves to stderr).")
 @click.pass_context
-def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard, base, as_json):
+def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard, sheet, base, as_json):
     """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
 
     Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
@@ -139,10 +150,13 @@ def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard
     checked = None              # (table, problems, what) once the file was read
     written: list[Path] = []
     try:
-        base_frame, how = find_base_frame(file, base, ctx.obj.state_dir)
+        base_frame, how, custom_fields = find_base_frame(file, base, ctx.obj.state_dir, format=fmt)
         table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
-                                              tz=tz, formula_guard=guard_on, base=base_frame)
+                                              tz=tz, formula_guard=guard_on, base=base_frame, sheet=sheet,
+                                              custom_fields=custom_fields)
         checked = (table, problems, what)
+        if table.sheet is not None:
+            click.echo(f"sheet: {table.sheet}", err=as_json)
         click.echo(how, err=as_json)
         for line in summary_lines(file, table, problems, what):
             click.echo(line, err=as_json)        # with --json, stdout holds the JSON line only
