@@ -5,6 +5,9 @@ makes every cell the file still holds from its own export look like an edit, and
 reverts what staff changed since. So the base is never a stand-in:
 
 * ``--base DIR|ID`` names it; ``--base none`` asks for a two-way import (no base);
+* else the export id inside the file names it (XLSX and Parquet exports carry theirs): it
+  wins over the manifest beside the file, which a later export into the same folder
+  replaces;
 * else the manifest beside the file names it — checked against the file, since an export
   run into the same folder later replaces that manifest (rows of the file older than the
   named export stop the import);
@@ -42,27 +45,44 @@ class Base:
     taken_at: float | None = None      # the export's start (epoch s): imports after it wrote what it lacks
     complete: bool = False             # an unfiltered export: every client of the account is in it
     timezone: str | None = None        # the export's --timezone (its dates of birth are in it)
+    custom_fields: dict | None = None  # FieldId -> label of the account's custom fields at the export
 
     @classmethod
     def of_snapshot(cls, frame: pd.DataFrame, meta: dict, export_id: str, how: str) -> "Base":
         meta = meta or {}
         return cls(frame, export_id, how, watermark_epoch(meta), complete=bool(meta.get("complete")),
-                   timezone=meta.get("timezone"))
+                   timezone=meta.get("timezone"), custom_fields=known_custom_fields(frame, meta))
 
 
-def find_base(source: Path, base: str | None, store: SnapshotStore, frame: pd.DataFrame | None = None) -> Base:
-    """The export ``source`` came from (``base``: the --base value); ``frame`` is the file as
-    read, for the checks against it and the content match."""
+def known_custom_fields(frame: pd.DataFrame | None, meta: dict | None) -> dict | None:
+    """FieldId → label of the account's custom fields as of a snapshot: its meta's list,
+    else (an older snapshot) its ``custom.*`` columns; None when unknown."""
+    from . import fields as F
+
+    listed = (meta or {}).get("custom_fields")
+    if isinstance(listed, dict) and listed:
+        return {str(k): str(v or "") for k, v in listed.items()}
+    if frame is not None:
+        found = {F.custom_field_id(c): "" for c in frame.columns if F.is_custom(c)}
+        return found or None
+    return None
+
+
+def find_base(source: Path, base: str | None, store: SnapshotStore, frame: pd.DataFrame | None = None, *,
+              inside: str | None = None) -> Base:
+    """The export ``source`` came from (``base``: the --base value; ``inside``: the export id
+    the file carries, ``codec.export_id.read_export_id``); ``frame`` is the file as read, for
+    the checks against it and the content match."""
     if is_no_base(base):
         return Base(None, None, f"no base (--base none): {_TWO_WAY}")
-    wanted, how = named_export(source, base)
+    wanted, how = named_export(source, base, inside=inside)
     if wanted is None:
         return _base_by_content(source, store, frame)
     _refuse_without_client_id(source, frame, f"it came from export {wanted} ({how})")
     if not store.exists(wanted):
         raise ConfigError(_gone(source, wanted, how, store))
     found = Base.of_snapshot(*_load(store, wanted), wanted, f"base: export {wanted} (from {how})")
-    if not base:
+    if how == MANIFEST_BESIDE:
         _refuse_older_file(source, frame, found, store)
     return found
 
@@ -71,11 +91,18 @@ def is_no_base(base: str | None) -> bool:
     return bool(base) and base.lower() == "none"
 
 
-def named_export(source: Path, base: str | None) -> tuple[str | None, str]:
-    """The export id a file names — ``--base`` (an export folder or id), else the manifest
-    beside the file — and how it was found."""
+MANIFEST_BESIDE = "the manifest beside the file"
+
+
+def named_export(source: Path, base: str | None, *, inside: str | None = None) -> tuple[str | None, str]:
+    """The export id a file names — ``--base`` (an export folder or id), else the id inside
+    the file (``inside``), else the manifest beside the file — and how it was found."""
     if not base:
-        return _manifest_export_id(Path(source).parent / "manifest.json"), "the manifest beside the file"
+        beside = _manifest_export_id(Path(source).parent / "manifest.json")
+        if inside and inside != beside:
+            note = f"; the manifest beside it names export {beside}, not this file's" if beside else ""
+            return inside, "the id inside the file" + note
+        return beside, MANIFEST_BESIDE
     candidate = Path(base)
     if not candidate.is_dir():
         if candidate.exists() or "/" in base or "\\" in base:

@@ -11,7 +11,9 @@ import before the first request, and both say it in the same words:
 * cells whose digits a spreadsheet's number format lost (an error), and cells a
   spreadsheet only reformatted (a warning: the exported value stays);
 * a new row whose text cell is in a spreadsheet's number form (``2134.0``,
-  ``1.2E+05``): a warning, since there is no exported value to repair it from.
+  ``1.2E+05``): a warning, since there is no exported value to repair it from;
+* a ``custom.<id>`` column for a field the account does not have
+  (:func:`custom_field_problems`; ``import`` also checks it against live without a base).
 """
 from __future__ import annotations
 
@@ -95,3 +97,18 @@ def warning_lines(problems: Iterable[Problem], *, examples: int = 3) -> list[str
         count = f"{len(items)} row(s)" + (f" (rows {shown})" if rows else "")
         lines.append(f"{where}{message} [{check}]: {count}")
     return lines
+
+
+def custom_field_problems(columns, known: dict | None) -> list[Problem]:
+    """A ``custom.<id>`` column for a field the account does not have: IntakeQ would take
+    the save and drop the value without a word, so it is an error before any request.
+
+    ``known`` maps FieldId → label (the base export's, or live's); None: unknown, no check.
+    """
+    if known is None:
+        return []
+    listed = ", ".join(f"custom.{fid}" + (f" ({label})" if label else "") for fid, label in sorted(known.items()))
+    return [Problem(None, col, None, "custom_field_unknown",
+                    f"the account has no custom field with this id (its fields: {listed or 'none'})",
+                    "rename the column to one of the account's fields, or remove it")
+            for col in columns if F.is_custom(col) and F.custom_field_id(col) not in known]

@@ -158,7 +158,8 @@ def read_only_columns(columns: Iterable[str]) -> list[str]:
 
 
 def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options = Options(), *,
-               written: dict[tuple[int, str], Written] | None = None) -> list[RowEdit]:
+               written: dict[tuple[int, str], Written] | None = None,
+               unknown: Iterable[tuple[int, str]] = ()) -> list[RowEdit]:
     """File vs base: one RowEdit per file row (rows without edits have empty values).
 
     ``file`` keeps its index (spreadsheet row = index + 2); ``base`` is the snapshot
@@ -169,14 +170,20 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     since the base export was taken (:func:`written_since`): the cells the file still
     holds as exported are :class:`Kept` (or, with ``prefer_file``, edits that set the
     exported value back).
+
+    ``unknown`` lists (spreadsheet row, column) cells whose value the file does not hold
+    (an XLSX merged or uncalculated cell, ``Table.unknown``): they read as empty but are
+    never an edit, whatever ``--blank`` says, so they change nothing.
     """
     base_by_id = _index_by_client_id(base)
     writable = compared_columns(file.columns)
     has_tags = "Tags" in file.columns
     ids = _client_ids(file)
     rows = [int(i) + 2 for i in file.index]
+    unknown_at = _unknown_by_position(unknown, rows)
     if base_by_id is None:
-        return [_two_way_row(file, pos, rows[pos], ids[pos], writable, has_tags, options)
+        return [_two_way_row(file, pos, rows[pos], ids[pos], writable, has_tags, options,
+                             skip=unknown_at.get(pos, frozenset()))
                 for pos in range(len(file))]
 
     read_only = [c for c in read_only_columns(file.columns) if c in base_by_id.columns]
@@ -184,6 +191,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     differs = {col: _differs(col, file[col], aligned[col], options.blank)
                for col in writable + read_only + (["Tags"] if has_tags else [])
                if col in aligned.columns}
+    _never_edited(differs, unknown_at)
     damage = _take_out_damage(file, aligned, differs, rows, writable)
     in_base = pd.Series(ids, dtype="object").isin(base_by_id.index).to_numpy()
     touched = _any_true(differs.values(), len(file))
@@ -194,6 +202,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     edits: list[RowEdit] = []
     for pos in range(len(file)):
         cid = ids[pos]
+        skip = unknown_at.get(pos, frozenset())
         if cid is not None and in_base[pos]:
             earlier = since.get(cid)
             if not touched[pos] and not earlier and not any(not _blank(file[c].iat[pos]) for c in extra):
@@ -205,21 +214,41 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
             changed += [c for c in writable if c not in differs and not _blank(file[c].iat[pos])]
             ignored = tuple(Ignored(c, _value(base_row[c]), _value(file[c].iat[pos]))
                             for c in read_only if differs[c][pos])
-            edit = _three_way_row(file, pos, rows[pos], cid, base_row, changed, has_tags, options,
-                                  ignored=ignored, damage=damage.get(pos, ()))
-            edits.append(_with_earlier_writes(edit, file, pos, base_row, earlier, options))
+            edit = _three_way_row(file, pos, rows[pos], cid, base_row, changed, has_tags and "Tags" not in skip,
+                                  options, ignored=ignored, damage=damage.get(pos, ()))
+            edits.append(_with_earlier_writes(edit, file, pos, base_row, earlier, options, skip))
             continue
         if cid is None:
             base_match = base_match or _MatchIndex.from_frame(base_by_id)
             matched, how = base_match.find(file.iloc[pos])
             if matched is not None:
                 base_row = base_by_id.loc[matched]
-                changed, cell_damage = _changed_cells(file, pos, rows[pos], base_row, writable, options.blank)
-                edits.append(_three_way_row(file, pos, rows[pos], matched, base_row, changed, has_tags,
-                                            options, matched_by="base: " + how, damage=cell_damage))
+                known = [c for c in writable if c not in skip]
+                changed, cell_damage = _changed_cells(file, pos, rows[pos], base_row, known, options.blank)
+                edits.append(_three_way_row(file, pos, rows[pos], matched, base_row, changed,
+                                            has_tags and "Tags" not in skip, options,
+                                            matched_by="base: " + how, damage=cell_damage))
                 continue
-        edits.append(_two_way_row(file, pos, rows[pos], cid, writable, has_tags, options))
+        edits.append(_two_way_row(file, pos, rows[pos], cid, writable, has_tags, options, skip=skip))
     return edits
+
+
+def _unknown_by_position(unknown, rows: list[int]) -> dict[int, frozenset]:
+    """Unknown cells as file position → columns."""
+    by_row: dict[int, set[str]] = {}
+    for row, column in unknown:
+        by_row.setdefault(int(row), set()).add(column)
+    if not by_row:
+        return {}
+    return {pos: frozenset(by_row[row]) for pos, row in enumerate(rows) if row in by_row}
+
+
+def _never_edited(differs: dict[str, np.ndarray], unknown_at: dict[int, frozenset]) -> None:
+    """An unknown cell is not an edit (not even a blank one): clear it in ``differs``."""
+    for pos, columns in unknown_at.items():
+        for col in columns:
+            if col in differs:
+                differs[col][pos] = False
 
 
 def _any_true(masks, n):
@@ -312,7 +341,7 @@ def _by_client(written) -> dict[int, dict[str, Written]]:
     return out
 
 
-def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options) -> RowEdit:
+def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options, skip=frozenset()) -> RowEdit:
     """The cells of a row the file holds as exported while an earlier import of ours wrote
     another value since: :class:`Kept`, or with ``prefer_file`` to set back to the export
     (only where live still holds what we wrote: see ``_plan_update``)."""
@@ -320,7 +349,8 @@ def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options) -
         return edit
     kept, reverts = [], []
     for col, w in earlier.items():
-        if col in edit.values or col not in compared_columns(file.columns) or col not in base_row.index:
+        if col in edit.values or col in skip or col not in compared_columns(file.columns) \
+                or col not in base_row.index:
             continue
         file_value, base_value = _value(file[col].iat[pos]), _value(base_row[col])
         if not _same(col, file_value, base_value) or _same(col, w.value, base_value):
@@ -331,15 +361,17 @@ def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options) -
     return edit
 
 
-def _two_way_row(file, pos, row, cid, writable, has_tags, options):
+def _two_way_row(file, pos, row, cid, writable, has_tags, options, *, skip=frozenset()):
     values = {}
     for c in writable:
+        if c in skip:
+            continue
         v = _value(file[c].iat[pos])
         if v is None and options.blank == BLANK_KEEP:
             continue
         values[c] = v
     tags_add, tags_exact = frozenset(), None
-    if has_tags:
+    if has_tags and "Tags" not in skip:
         file_tags = frozenset(_tags(file["Tags"].iat[pos]))
         if options.tags == TAGS_REPLACE and (file_tags or options.blank == BLANK_CLEAR):
             tags_exact = file_tags

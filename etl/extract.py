@@ -811,7 +811,9 @@ def _write_files(run: _Run, out_dir: Path, format: str, frame, deleted_frame, di
         for stem, table, kinds in tables:
             name = f"{stem}.{format}"
             tmp = batch.path(name)
-            write_table(table, tmp, format=format, formula_guard=formula_guard, kinds=kinds)
+            # The id inside the file: a copy moved away from its manifest still names its export.
+            write_table(table, tmp, format=format, formula_guard=formula_guard, kinds=kinds,
+                        export_id=export_id)
             files.append(file_entry(name, tmp, rows=int(len(table))))
         if store is not None:
             store.save(export_id, frame, {**snapshot_meta, "finished": iso_utc(run.clock.time())})

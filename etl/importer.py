@@ -21,6 +21,8 @@ from . import applied, checks
 from . import diff as D
 from .base import Base, find_base
 from .codec import damage as DMG
+from .codec.export_id import read_export_id
+from .codec.serials import resolve_date_numbers
 from .checkpoint import Checkpoint, RowState
 from .errors import BudgetExhausted, EtlError, Interrupted, ValidationFailed
 from .reports import RowResult
@@ -45,6 +47,7 @@ class ImportOptions:
     encoding: str | None = None
     date_format: str | None = None
     formula_guard: bool = True
+    sheet: str | None = None         # the XLSX sheet to read (None: the one with ClientId)
 
     def diff_options(self) -> D.Options:
         return D.Options(blank=self.blank, tags=self.tags, prefer_file=self.prefer_file,
@@ -60,9 +63,12 @@ class ImportOptions:
         afresh against live, so rows already done stay done and the rest follow the new
         options (re-running with --prefer file after conflicts just works).
         """
-        return {"skip_invalid": self.skip_invalid, "format": self.format,
-                "encoding": self.encoding, "date_format": self.date_format,
-                "formula_guard": self.formula_guard}
+        identity = {"skip_invalid": self.skip_invalid, "format": self.format,
+                    "encoding": self.encoding, "date_format": self.date_format,
+                    "formula_guard": self.formula_guard}
+        if self.sheet is not None:     # only when given: checkpoints of earlier versions stay valid
+            identity["sheet"] = self.sheet
+        return identity
 
 
 @dataclass
@@ -125,7 +131,7 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
     from schemas.clients import validate_table
 
     table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
-                       formula_guard=opts.formula_guard, tz=opts.timezone)
+                       formula_guard=opts.formula_guard, tz=opts.timezone, sheet=opts.sheet)
     # From here on a row's index + 2 is its spreadsheet row (blank rows are skipped by the codec).
     table.frame.index = pd.Index([int(r) - 2 for r in table.row_numbers])
     problems = validate_table(table)
@@ -160,6 +166,8 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
 
 
 def _describe(p) -> str:
+    if p.row is None and p.column:      # a whole column: its name says where
+        return f"{p.column}: {p.message}"
     where = ", ".join(x for x in (f"row {p.row}" if p.row else "", f"column {p.column}" if p.column else "") if x)
     return f"{where}: {p.message}" if where else p.message
 
@@ -234,9 +242,15 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     """Everything up to the plan: reads only (no write is sent)."""
     source = Path(source)
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
-    base = find_base(source, opts.base, SnapshotStore(settings), table.frame)   # local files: no request
+    base = find_base(source, opts.base, SnapshotStore(settings), table.frame,   # local files: no request
+                     inside=read_export_id(source, opts.format))
     opts = dataclasses.replace(opts, timezone=opts.timezone or base.timezone or "UTC")
+    if table.sheet is not None:
+        echo(f"sheet: {table.sheet}")
     echo(base.how)
+    _refuse_errors(source, checks.custom_field_problems(frame.columns, base.custom_fields), paths,
+                   before="nothing was sent")
+    frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base.frame)
 
     settled: dict[int, RowResult] = {}
     for row, reasons in rejected.items():
@@ -251,12 +265,15 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
 
     written = D.written_since(applied.written(settings.account_dir), base.taken_at)
-    edits = D.find_edits(planning, base.frame, opts.diff_options(), written=written)
-    problems = checks.edit_problems(edits)
+    edits = D.find_edits(planning, base.frame, opts.diff_options(), written=written, unknown=table.unknown)
+    problems = date_problems + checks.edit_problems(edits)
     _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
     for line in checks.warning_lines(warnings + _without_damage(problems)):
         echo("warning: " + line)
     live = fetch_live(client, edits, base)
+    if base.custom_fields is None:   # no base: the account's fields are known from live, before any write
+        _refuse_errors(source, checks.custom_field_problems(frame.columns, live_custom_fields(live)), paths,
+                       before="nothing was written")
     plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe,
                         created_before=applied.created_names(settings.account_dir), written=written)
     # Matches found in live, and damage found against live (no base): before any write.
@@ -275,6 +292,15 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
                                                 else p.action, (), p.message))
     return Prepared(source, plans, settled, base, live.strategy, client.requests_sent - reads_before,
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone)
+
+
+def live_custom_fields(live: "Live") -> dict | None:
+    """FieldId → label of the custom fields live clients list (IntakeQ lists every field of
+    the account on each client); None when no client was fetched."""
+    from .codec import custom_field_labels
+
+    records = [r for r in list(live.records.values()) + list(live.universe) if "CustomFields" in r]
+    return custom_field_labels(records) if records else None
 
 
 def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:

@@ -9,7 +9,6 @@ import csv
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import pandas as pd

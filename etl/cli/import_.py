@@ -30,7 +30,8 @@ from .output import exit_status_and_error, print_json_line
               help="Validation report CSV  [default: beside FILE, .report.csv]")
 @click.option("--base", help="The export FILE came from: an export folder or an export id; "
                              "'none' for a two-way diff against live only  "
-                             "[default: the manifest beside FILE, else the newest snapshot]")
+                             "[default: the id inside FILE (XLSX, Parquet), else the manifest beside "
+                             "FILE, else the snapshot FILE agrees with]")
 @click.option("--tags", type=click.Choice(["merge", "replace"]), default="merge", show_default=True,
               help="merge: add the cell's missing tags; replace: also remove tags deleted from the cell.")
 @click.option("--blank", type=click.Choice(["keep", "clear"]), default="keep", show_default=True,
@@ -47,14 +48,15 @@ from .output import exit_status_and_error, print_json_line
               help="Input format  [default: from the extension]")
 @click.option("--encoding", help="CSV text encoding  [default: utf-8, BOM accepted]")
 @click.option("--date-format", help="strftime format of date cells, e.g. %d/%m/%Y")
+@click.option("--sheet", help="The XLSX sheet to read  [default: the one whose header has ClientId]")
 @click.option("--no-formula-guard", is_flag=True, help="Keep a leading ' on cells (the file was exported without the guard).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one machine-readable summary line on stdout (messages stay on stderr).")
 @click.pass_context
 def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, tags, blank, prefer,
-            skip_invalid, wait, yes, restart, timezone, fmt, encoding, date_format, no_formula_guard, quiet,
-            as_json):
+            skip_invalid, wait, yes, restart, timezone, fmt, encoding, date_format, sheet, no_formula_guard,
+            quiet, as_json):
     """Import FILE (CSV, Parquet or XLSX) into IntakeQ.
 
     The file is read and validated first (nothing is sent if it is invalid), compared
@@ -78,7 +80,7 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     app = ctx.obj
     opts = I.ImportOptions(tags=tags, blank=blank, prefer_file=prefer == "file", skip_invalid=skip_invalid,
                            base=base, timezone=timezone, format=fmt, encoding=encoding,
-                           date_format=date_format, formula_guard=not no_formula_guard)
+                           date_format=date_format, formula_guard=not no_formula_guard, sheet=sheet)
     paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report)
     check_side_files(file, paths)            # before anything is written or sent
     asked_results = paths.results

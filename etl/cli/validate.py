@@ -23,23 +23,24 @@ def _looks_like_diagnoses(columns) -> bool:
 
 
 def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC",
-                  formula_guard=True, base=None):
+                  formula_guard=True, base=None, sheet=None):
     """Read and validate a file; returns (Table, problems, table name). Library entry point.
 
-    ``base`` is the typed frame of the export the file came from, or a function that finds
-    it from the file as read (``find_base_frame``), or None: with it, the file's edits get
-    the checks an import makes before its first request (:mod:`etl.checks`), so a file
-    called valid here is not refused by ``import``.
+    ``base`` is the export the file came from: an :class:`etl.base.Base`, or a function
+    that finds it from the file as read (``find_base_frame``), or None. With it, the file's
+    edits get the checks an import makes before its first request (:mod:`etl.checks`),
+    and a ``custom.*`` column for a field the account lacks is an error, as in
+    ``import``: a file called valid here is not refused by ``import``.
     """
     from .. import fields
 
     table = read_table(path, format=format, encoding=encoding, date_format=date_format,
-                       formula_guard=formula_guard, tz=tz)
+                       formula_guard=formula_guard, tz=tz, sheet=sheet)
     if _looks_like_diagnoses(table.frame.columns):
         from schemas.diagnoses import validate_diagnoses
 
         table = read_table(path, format=format, encoding=encoding, date_format=date_format,
-                           formula_guard=formula_guard, tz=tz, kinds=fields.DIAGNOSIS_KINDS)
+                           formula_guard=formula_guard, tz=tz, kinds=fields.DIAGNOSIS_KINDS, sheet=sheet)
         problems = list(table.problems) + validate_diagnoses(table.frame,
                                                              row_numbers=table.row_numbers)
         return table, problems, "diagnoses"
@@ -50,26 +51,32 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
 
 def _edit_problems(table, base) -> list[Problem]:
     from .. import diff as D
+    from ..codec.serials import resolve_date_numbers
 
     frame = table.frame.set_axis(pd.Index(table.row_numbers - 2))   # index + 2 = spreadsheet row
     if callable(base):
         base = base(frame)
-    return checks.edit_problems(D.find_edits(frame, base))
+    base_frame = base.frame if base is not None else None
+    custom = checks.custom_field_problems(table.frame.columns, base.custom_fields if base is not None else None)
+    frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base_frame)
+    return custom + date_problems + checks.edit_problems(D.find_edits(frame, base_frame, unknown=table.unknown))
 
 
-def find_base_frame(file: Path, base: str | None, state_dir: Path, frame: pd.DataFrame):
-    """The base of FILE as import finds it (:func:`etl.base.find_base`), in the account of
-    the state dir that holds its export (validate needs no API key): (frame or None, how).
-    A stale or missing base is the same error as for import."""
+def find_base_frame(file: Path, base: str | None, state_dir: Path, frame: pd.DataFrame, *, format=None):
+    """The base of FILE as import finds it (:func:`etl.base.find_base`: --base, the id
+    inside the file, the manifest beside it, else by content), in the account of the state
+    dir that holds its export (validate needs no API key). A stale or missing base is the
+    same error as for import."""
     from ..base import find_base, is_no_base, named_export
+    from ..codec.export_id import read_export_id
     from ..snapshots import SnapshotStore
 
+    inside = None if base else read_export_id(file, format)
     stores = [SnapshotStore(path=p) for p in sorted((state_dir / "accounts").glob("*/snapshots"))]
-    export_id = None if is_no_base(base) else named_export(file, base)[0]
+    export_id = None if is_no_base(base) else named_export(file, base, inside=inside)[0]
     holding = [s for s in stores if export_id is None or s.exists(export_id)]
     store = (holding or stores or [SnapshotStore(path=state_dir / "accounts" / "none" / "snapshots")])[0]
-    found = find_base(file, base, store, frame)
-    return found.frame, found.how
+    return find_base(file, base, store, frame, inside=inside)
 
 
 def _where(p: Problem) -> str:
@@ -121,12 +128,14 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
               help="The practice's timezone (IANA name), used for dates of birth.")
 @click.option("--no-formula-guard", is_flag=True,
               help="Do not strip the leading ' that exports put before formula-like cells.")
+@click.option("--sheet", help="The XLSX sheet to read  [default: the one whose header has ClientId]")
 @click.option("--base", help="The export FILE came from (an export folder or id; 'none': no base), to check "
-                             "its edits as import will  [default: the manifest beside FILE]")
+                             "its edits as import will  [default: the id inside FILE (XLSX, Parquet), else "
+                             "the manifest beside FILE]")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one machine-readable summary line on stdout (the summary moves to stderr).")
 @click.pass_context
-def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard, base, as_json):
+def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard, sheet, base, as_json):
     """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
 
     Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
@@ -140,14 +149,16 @@ def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard
         found = {}
 
         def base_of(frame):
-            found["frame"], found["how"] = find_base_frame(file, base, ctx.obj.state_dir, frame)
-            return found["frame"]
+            found["base"] = find_base_frame(file, base, ctx.obj.state_dir, frame, format=fmt)
+            return found["base"]
 
         table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
-                                              tz=tz, formula_guard=guard_on, base=base_of)
+                                              tz=tz, formula_guard=guard_on, base=base_of, sheet=sheet)
         checked = (table, problems, what)
-        if "how" in found:
-            click.echo(found["how"], err=as_json)
+        if table.sheet is not None:
+            click.echo(f"sheet: {table.sheet}", err=as_json)
+        if "base" in found:
+            click.echo(found["base"].how, err=as_json)
         for line in summary_lines(file, table, problems, what):
             click.echo(line, err=as_json)        # with --json, stdout holds the JSON line only
         if report is not None:

@@ -44,6 +44,16 @@ class Table:
 
     ``row_numbers[i]`` is the spreadsheet row of ``frame`` row ``i``. It equals ``i + 2``
     unless the file had fully blank rows (which are skipped); use it, not ``i + 2``.
+
+    XLSX only: ``sheet`` is the sheet read; ``unknown`` the cells whose value the file
+    does not hold — a merged cell's hidden part, a formula never calculated — as
+    (spreadsheet row, column): they read as empty but are not blank, so an import leaves
+    them as they are; ``date_numbers`` the number cells of ``custom.*`` columns, by
+    column and spreadsheet row, with the date each stands for as a spreadsheet date
+    serial (None: not a whole serial of a plausible date), for
+    :func:`etl.codec.serials.resolve_date_numbers`.
+
+    ``export_id`` is the export id the file carries inside it (XLSX, Parquet), if any.
     """
 
     frame: pd.DataFrame
@@ -52,6 +62,10 @@ class Table:
     problems: list[Problem] = field(default_factory=list)
     row_numbers: np.ndarray | None = None
     columns_in_file: list[str] = field(default_factory=list)
+    sheet: str | None = None
+    unknown: frozenset = frozenset()
+    date_numbers: dict = field(default_factory=dict)
+    export_id: str | None = None
 
     def __post_init__(self):
         if self.row_numbers is None:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InputError
 from ..files import atomic_path
+from .export_id import KEY, parquet_metadata
 from .files import check_header, write_kind
 from .model import Problem, Table
 from .records import ms_to_instants
@@ -56,12 +57,16 @@ def _arrow_column(series: pd.Series, kind: str) -> pa.Array:
     return pa.array(values, pa.string())
 
 
-def write_parquet(df: pd.DataFrame, path, *, kinds=None) -> None:
+def write_parquet(df: pd.DataFrame, path, *, kinds=None, export_id: str | None = None) -> None:
+    """``export_id`` goes into the schema metadata: the file names its export without a manifest."""
     arrays, names = [], []
     for column in df.columns:
         arrays.append(_arrow_column(df[column], write_kind(column, df[column], kinds)))
         names.append(str(column))
     table = pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
+    if export_id:
+        metadata = {**(table.schema.metadata or {}), KEY.encode(): str(export_id).encode("utf-8")}
+        table = table.replace_schema_metadata(metadata)
     with atomic_path(path, parents=True) as tmp:
         pq.write_table(table, tmp)
 
@@ -128,7 +133,7 @@ def read_parquet(path, *, date_format=None, kinds=None) -> Table:
         problems.extend(probs)
     frame = pd.DataFrame(data, index=pd.RangeIndex(table.num_rows), columns=names)
     return Table(frame=frame, path=path, format="parquet", problems=problems,
-                 row_numbers=rows, columns_in_file=names)
+                 row_numbers=rows, columns_in_file=names, export_id=parquet_metadata(table.schema.metadata))
 
 
 __all__ = ["write_parquet", "read_parquet", "ARROW_TYPES", "Problem"]

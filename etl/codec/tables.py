@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from .export_id import KEY, of_frame
 from .files import format_of
 from .model import Table
 from .records import zone
@@ -13,14 +14,17 @@ from .text import check_date_format
 
 
 def write_table(df: pd.DataFrame, path, *, format: str | None = None, formula_guard: bool = True,
-                kinds=None) -> None:
+                kinds=None, export_id: str | None = None) -> None:
     """Write a typed frame as CSV, Parquet or XLSX (atomically, mode 0600).
 
     ``format`` defaults to the extension's. ``formula_guard`` (CSV/XLSX) prefixes text cells
     a spreadsheet would run as formulas with one ``'`` (removed again by read_table).
-    ``kinds`` overrides column kinds (e.g. ``fields.DIAGNOSIS_KINDS``).
+    ``kinds`` overrides column kinds (e.g. ``fields.DIAGNOSIS_KINDS``). ``export_id`` is
+    written inside XLSX and Parquet files (see :mod:`etl.codec.export_id`); by default the
+    one a frame read by ``read_table`` carries, so a read → write round trip keeps it.
     """
     fmt = format_of(path, format)
+    export_id = export_id or of_frame(df)
     if fmt == "csv":
         from .csv_io import write_csv
 
@@ -28,21 +32,22 @@ def write_table(df: pd.DataFrame, path, *, format: str | None = None, formula_gu
     elif fmt == "parquet":
         from .parquet_io import write_parquet
 
-        write_parquet(df, path, kinds=kinds)
+        write_parquet(df, path, kinds=kinds, export_id=export_id)
     else:
         from .xlsx_io import write_xlsx
 
-        write_xlsx(df, path, formula_guard=formula_guard, kinds=kinds)
+        write_xlsx(df, path, formula_guard=formula_guard, kinds=kinds, export_id=export_id)
 
 
 def read_table(path, *, format: str | None = None, encoding: str | None = None,
                date_format: str | None = None, formula_guard: bool = True, tz: str = "UTC",
-               kinds=None) -> Table:
+               kinds=None, sheet: str | None = None) -> Table:
     """Read a CSV, Parquet or XLSX table into a typed frame, collecting cell problems.
 
     Raises InputError (one clear message naming the file) for files that cannot be read
     as a table. ``tz`` is checked here; dates in files are already calendar dates, so it
-    matters only when the frame is sent back (see ``frame_to_records``).
+    matters only when the frame is sent back (see ``frame_to_records``). ``sheet`` names
+    the XLSX sheet to read (default: the one with a ClientId column, see ``read_xlsx``).
     """
     path = Path(path)
     fmt = format_of(path, format)
@@ -52,6 +57,16 @@ def read_table(path, *, format: str | None = None, encoding: str | None = None,
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a file")
+    if sheet is not None and fmt != "xlsx":
+        raise InputError(f"{path}: --sheet {sheet} applies to XLSX workbooks only; this is a {fmt} file")
+    table = _read(path, fmt, encoding=encoding, date_format=date_format, formula_guard=formula_guard,
+                  kinds=kinds, sheet=sheet)
+    if table.export_id:
+        table.frame.attrs[KEY] = table.export_id
+    return table
+
+
+def _read(path: Path, fmt: str, *, encoding, date_format, formula_guard, kinds, sheet) -> Table:
     if fmt == "csv":
         from .csv_io import read_csv
 
@@ -63,4 +78,4 @@ def read_table(path, *, format: str | None = None, encoding: str | None = None,
         return read_parquet(path, date_format=date_format, kinds=kinds)
     from .xlsx_io import read_xlsx
 
-    return read_xlsx(path, date_format=date_format, formula_guard=formula_guard, kinds=kinds)
+    return read_xlsx(path, date_format=date_format, formula_guard=formula_guard, kinds=kinds, sheet=sheet)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
