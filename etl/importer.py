@@ -388,7 +388,11 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
     base = find_base(source, opts, settings, table.frame)          # local files only: no request
     opts = dataclasses.replace(opts, timezone=opts.timezone or base.timezone or "UTC")
+    for note in table.notes:
+        echo("note: " + note)
     echo(base.how)
+    # The file's cells are compared as they were read: slash dates in the file's order.
+    diff_options = dataclasses.replace(opts.diff_options(), date_order=table.date_order or D.MONTH_FIRST)
 
     settled: dict[int, RowResult] = {}
     for row, reasons in rejected.items():
@@ -403,17 +407,17 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
 
     written = D.written_since(applied.written(settings.account_dir), base.taken_at)
-    edits = D.find_edits(planning, base.frame, opts.diff_options(), written=written)
+    edits = D.find_edits(planning, base.frame, diff_options, written=written)
     problems = checks.edit_problems(edits)
     _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
     for line in checks.warning_lines(warnings + _without_damage(problems)):
         echo("warning: " + line)
     live = fetch_live(client, edits, base)
-    plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe,
+    plans = D.plan_rows(edits, live.records, diff_options, universe=live.universe,
                         created_before=applied.created_names(settings.account_dir), written=written)
     # Matches found in live, and damage found against live (no base): before any write.
-    _refuse_errors(source, checks.same_client_problems(plans) + checks.damage_problems(plans), paths,
-                   before="nothing was written")
+    _refuse_errors(source, checks.same_client_problems(plans) + checks.damage_problems(plans)
+                   + checks.scientific_notation_problems(plans), paths, before="nothing was written")
     for line in DMG.summary_lines([d for p in plans for d in p.damage]):
         echo(line)
     kept = sum(len(p.kept) for p in plans)

@@ -51,7 +51,8 @@ def _edit_problems(table, base) -> list[Problem]:
     from .. import diff as D
 
     frame = table.frame.set_axis(pd.Index(table.row_numbers - 2))   # index + 2 = spreadsheet row
-    return checks.edit_problems(D.find_edits(frame, base))
+    options = D.Options(date_order=table.date_order or D.MONTH_FIRST)   # as import compares them
+    return checks.edit_problems(D.find_edits(frame, base, options))
 
 
 def find_base_frame(file: Path, base: str | None, state_dir: Path):
@@ -143,6 +144,8 @@ def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard
         table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
                                               tz=tz, formula_guard=guard_on, base=base_frame)
         checked = (table, problems, what)
+        for note in table.notes:
+            click.echo("note: " + note, err=as_json)
         click.echo(how, err=as_json)
         for line in summary_lines(file, table, problems, what):
             click.echo(line, err=as_json)        # with --json, stdout holds the JSON line only

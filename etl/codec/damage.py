@@ -85,6 +85,15 @@ def looks_like_number_form(text) -> bool:
     return bool(_SCIENTIFIC.search(text)) or (text.endswith(".0") and text[:-2].lstrip("+-").isdigit())
 
 
+def is_scientific(text) -> bool:
+    """A number in scientific notation (``4.42079E+11``, ``1.23E+05``): how a spreadsheet
+    shows a long number in a General cell, never how anyone types text."""
+    if not isinstance(text, str):
+        return False
+    text = text.strip()
+    return bool(_NUMBER.match(text)) and bool(_SCIENTIFIC.search(text))
+
+
 def _chars_replaced(base: str, file: str) -> bool:
     """``file`` is ``base`` saved in Windows-1252: characters it cannot hold became ``?``."""
     return "?" in file and base.encode("cp1252", errors="replace").decode("cp1252") == file

@@ -44,6 +44,10 @@ class Table:
 
     ``row_numbers[i]`` is the spreadsheet row of ``frame`` row ``i``. It equals ``i + 2``
     unless the file had fully blank rows (which are skipped); use it, not ``i + 2``.
+
+    ``date_order`` is how the file's slash dates were read (``etl.codec.text``:
+    month-first, day-first or unknown; None = month-first); comparisons of its cells use
+    the same. ``notes`` are lines to show once on the terminal (how the file was read).
     """
 
     frame: pd.DataFrame
@@ -52,6 +56,8 @@ class Table:
     problems: list[Problem] = field(default_factory=list)
     row_numbers: np.ndarray | None = None
     columns_in_file: list[str] = field(default_factory=list)
+    date_order: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if self.row_numbers is None:

@@ -37,12 +37,17 @@ def write_table(df: pd.DataFrame, path, *, format: str | None = None, formula_gu
 
 def read_table(path, *, format: str | None = None, encoding: str | None = None,
                date_format: str | None = None, formula_guard: bool = True, tz: str = "UTC",
-               kinds=None) -> Table:
+               kinds=None, date_order: str | None = None) -> Table:
     """Read a CSV, Parquet or XLSX table into a typed frame, collecting cell problems.
 
     Raises InputError (one clear message naming the file) for files that cannot be read
     as a table. ``tz`` is checked here; dates in files are already calendar dates, so it
     matters only when the frame is sent back (see ``frame_to_records``).
+
+    ``date_order`` (``etl.codec.text.MONTH_FIRST`` / ``DAY_FIRST``) is how slash dates
+    read; by default a ;-separated CSV reads them day-first, any other file month-first,
+    and a file whose own dates contradict that has an unknown order (``Table.date_order``):
+    a date that reads both ways is then an error.
     """
     path = Path(path)
     fmt = format_of(path, format)
@@ -56,7 +61,7 @@ def read_table(path, *, format: str | None = None, encoding: str | None = None,
         from .csv_io import read_csv
 
         return read_csv(path, encoding=encoding, date_format=date_format,
-                        formula_guard=formula_guard, kinds=kinds)
+                        formula_guard=formula_guard, kinds=kinds, date_order=date_order)
     if fmt == "parquet":
         from .parquet_io import read_parquet
 
