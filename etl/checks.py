@@ -10,8 +10,11 @@ import before the first request, and both say it in the same words:
   first name + phone);
 * cells whose digits a spreadsheet's number format lost (an error), and cells a
   spreadsheet only reformatted (a warning: the exported value stays);
-* a new row whose text cell is in a spreadsheet's number form (``2134.0``,
-  ``1.2E+05``): a warning, since there is no exported value to repair it from;
+* a text cell in scientific notation (``4.42079E+11``) that would be sent (in a new row,
+  or an edit that is not recognised damage of its exported value): an error, since no
+  one types a phone, policy number or id that way: a spreadsheet saved it as a number;
+* a new row whose text cell is in a spreadsheet's float form (``2134.0``): a warning,
+  since there is no exported value to repair it from;
 * a ``custom.<id>`` column for a field the account does not have
   (:func:`custom_field_problems`; ``import`` also checks it against live without a base).
 """
@@ -35,7 +38,8 @@ DAMAGE_CHECKS = {
 def edit_problems(edits: Iterable[D.RowEdit]) -> list[Problem]:
     """Every problem the edits show without the API: errors first, then warnings."""
     edits = list(edits)
-    problems = [*same_client_problems(edits), *damage_problems(edits), *number_form_problems(edits)]
+    problems = [*same_client_problems(edits), *damage_problems(edits), *scientific_notation_problems(edits),
+                *number_form_problems(edits)]
     return sorted(problems, key=lambda p: (p.severity != ERROR, p.row or 0))
 
 
@@ -70,13 +74,41 @@ def damage_problems(items) -> list[Problem]:
 
 
 def number_form_problems(edits: Iterable[D.RowEdit]) -> list[Problem]:
-    """Text cells of new rows in a spreadsheet's number form (nothing to repair them from)."""
+    """Text cells of new rows in a spreadsheet's float form (nothing to repair them from)."""
     return [Problem(e.row, col, value, "number_form_in_new_row",
-                    "a text cell in a spreadsheet's number form (like 2134.0 or 1.2E+05); it would be "
+                    "a text cell in a spreadsheet's number form (like 2134.0); it would be "
                     "sent as it is", "format the column as Text and type the value again", severity=WARNING)
             for e in edits if e.client_id is None
             for col, value in e.values.items()
-            if F.kind_of(col) == "text" and DMG.looks_like_number_form(value)]
+            if F.kind_of(col) == "text" and DMG.looks_like_number_form(value)
+            and not DMG.is_scientific(value)]
+
+
+SCIENTIFIC_MESSAGE = ("a text cell in scientific notation (like 4.42079E+11): a spreadsheet saved it as a "
+                      "number, and it would be sent as it is")
+SCIENTIFIC_HINT = "format the column as Text and type the value again, or re-export"
+
+
+def scientific_notation_problems(items) -> list[Problem]:
+    """Text cells in scientific notation that would be sent: an error (never written as text).
+
+    ``items`` are RowEdits (the cells a new row or an edit gives; damage of an exported
+    value is out already), or RowPlans (the changes decided against live: a file without
+    a base, whose damage check needs live data).
+    """
+    return [Problem(row, col, value, "scientific_notation", SCIENTIFIC_MESSAGE, SCIENTIFIC_HINT)
+            for row, col, value in _cells_to_send(items)
+            if F.kind_of(col) == "text" and DMG.is_scientific(value)]
+
+
+def _cells_to_send(items):
+    """(row, column, value) of every cell the items would send, as far as known yet."""
+    for item in items:
+        if isinstance(item, D.RowPlan):
+            yield from ((item.row, c.field, c.new) for c in item.changes if not c.derived)
+        elif item.client_id is None or item.base is not None:
+            # A two-way edit of a client (no base) is decided against live: its plan says.
+            yield from ((item.row, col, value) for col, value in item.values.items())
 
 
 def errors_of(problems: Iterable[Problem]) -> list[Problem]:

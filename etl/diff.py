@@ -35,6 +35,7 @@ import pandas as pd
 from . import fields as F
 from .codec import damage as DMG
 from .codec import normalized, normalized_frame, to_api_value
+from .codec.text import MONTH_FIRST
 
 BLANK_KEEP, BLANK_CLEAR = "keep", "clear"
 TAGS_MERGE, TAGS_REPLACE = "merge", "replace"
@@ -50,6 +51,7 @@ class Options:
     tags: str = TAGS_MERGE
     prefer_file: bool = False
     tz: str = "UTC"
+    date_order: str = MONTH_FIRST   # how the file's slash dates read (its Table.date_order)
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
 
     read_only = [c for c in read_only_columns(file.columns) if c in base_by_id.columns]
     aligned = base_by_id.reindex([-1 if i is None else i for i in ids])
-    differs = {col: _differs(col, file[col], aligned[col], options.blank)
+    differs = {col: _differs(col, file[col], aligned[col], options.blank, options.date_order)
                for col in writable + read_only + (["Tags"] if has_tags else [])
                if col in aligned.columns}
     _never_edited(differs, unknown_at)
@@ -224,7 +226,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
             if matched is not None:
                 base_row = base_by_id.loc[matched]
                 known = [c for c in writable if c not in skip]
-                changed, cell_damage = _changed_cells(file, pos, rows[pos], base_row, known, options.blank)
+                changed, cell_damage = _changed_cells(file, pos, rows[pos], base_row, known, options)
                 edits.append(_three_way_row(file, pos, rows[pos], matched, base_row, changed,
                                             has_tags and "Tags" not in skip, options,
                                             matched_by="base: " + how, damage=cell_damage))
@@ -277,7 +279,7 @@ def _take_out_damage(file, aligned, differs, rows, writable) -> dict[int, tuple[
     return {pos: tuple(items) for pos, items in found.items()}
 
 
-def _changed_cells(file, pos, row, base_row, writable, blank) -> tuple[list[str], tuple[DMG.Damage, ...]]:
+def _changed_cells(file, pos, row, base_row, writable, options) -> tuple[list[str], tuple[DMG.Damage, ...]]:
     """One row compared cell by cell (a new row matched to a base client by name + contact)."""
     changed, damage = [], []
     for c in writable:
@@ -286,7 +288,7 @@ def _changed_cells(file, pos, row, base_row, writable, blank) -> tuple[list[str]
             if not _blank(file_value):
                 changed.append(c)
             continue
-        if not _cell_differs(c, file_value, base_row[c], blank):
+        if not _cell_differs(c, file_value, base_row[c], options):
             continue
         kind = DMG.classify(_value(base_row[c]), _value(file_value)) if F.kind_of(c) == "text" else None
         if kind is None:
@@ -298,7 +300,7 @@ def _changed_cells(file, pos, row, base_row, writable, blank) -> tuple[list[str]
 
 def _three_way_row(file, pos, row, cid, base_row, changed, has_tags, options, *, ignored=(), damage=(),
                    matched_by=None):
-    values = {c: _value(file[c].iat[pos]) for c in changed}
+    values = {c: _to_send(c, file[c].iat[pos]) for c in changed}
     base_values = {c: _value(base_row[c]) if c in base_row.index else None for c in changed}
     tags_add = tags_remove = frozenset()
     if has_tags:
@@ -352,8 +354,8 @@ def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options, s
         if col in edit.values or col in skip or col not in compared_columns(file.columns) \
                 or col not in base_row.index:
             continue
-        file_value, base_value = _value(file[col].iat[pos]), _value(base_row[col])
-        if not _same(col, file_value, base_value) or _same(col, w.value, base_value):
+        file_value, base_value = _to_send(col, file[col].iat[pos]), _value(base_row[col])
+        if not _same(col, file_value, base_value, options.date_order) or _same(col, w.value, base_value):
             continue
         wanted = options.prefer_file and (file_value is not None or options.blank == BLANK_CLEAR)
         (reverts if wanted else kept).append(Kept(col, file_value, w.value, w.at))
@@ -366,7 +368,7 @@ def _two_way_row(file, pos, row, cid, writable, has_tags, options, *, skip=froze
     for c in writable:
         if c in skip:
             continue
-        v = _value(file[c].iat[pos])
+        v = _to_send(c, file[c].iat[pos])
         if v is None and options.blank == BLANK_KEEP:
             continue
         values[c] = v
@@ -459,7 +461,7 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
         if new is None and edit.matched_by:   # a new row matched to a client: blanks clear nothing
             continue
         current = _value(live_row[col]) if col in live_row.index else None
-        if _same(col, current, new):
+        if _same(col, current, new, options.date_order):
             continue
         if edit.base is None:   # two-way: the damage check compares with live instead
             kind = DMG.classify(current, new) if F.kind_of(col) == "text" else None
@@ -694,10 +696,11 @@ def _client_ids(file: pd.DataFrame) -> list[int | None]:
     return [None if pd.isna(v) else int(v) for v in file["ClientId"]]
 
 
-def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str) -> np.ndarray:
+def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str,
+             date_order: str = MONTH_FIRST) -> np.ndarray:
     """Per row: does the file's cell differ from the base's (normalised; blank rules)?"""
-    a = _normalized_values(col, file_col)
-    b = _normalized_values(col, base_col)
+    a = _normalized_values(col, file_col, date_order)
+    b = _normalized_values(col, base_col, date_order)
     a_blank = np.array([v is None or v == () for v in a], dtype=bool)
     differ = ~np.asarray(a == b, dtype=bool)
     if blank == BLANK_KEEP:
@@ -705,19 +708,29 @@ def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str) -> 
     return differ
 
 
-def _normalized_values(col: str, series: pd.Series) -> np.ndarray:
+def _normalized_values(col: str, series: pd.Series, date_order: str = MONTH_FIRST) -> np.ndarray:
     frame = pd.DataFrame({col: series.reset_index(drop=True)})
-    return normalized_frame(frame, [col])[col].to_numpy(dtype=object)
+    return normalized_frame(frame, [col], date_order=date_order)[col].to_numpy(dtype=object)
 
 
-def _cell_differs(col, file_value, base_value, blank) -> bool:
+def _cell_differs(col, file_value, base_value, options: Options) -> bool:
     if _blank(file_value):
-        return blank == BLANK_CLEAR and not _blank(base_value)
-    return not _same(col, file_value, base_value)
+        return options.blank == BLANK_CLEAR and not _blank(base_value)
+    return not _same(col, file_value, base_value, options.date_order)
 
 
-def _same(col: str, a, b) -> bool:
-    return normalized(col, a) == normalized(col, b)
+def _same(col: str, a, b, date_order: str = MONTH_FIRST) -> bool:
+    """Equal once normalised; ``date_order`` says how slash dates in a file's cell read."""
+    return normalized(col, a, date_order=date_order) == normalized(col, b, date_order=date_order)
+
+
+def _to_send(col: str, v):
+    """A file's cell as it would be sent: a text cell without the spaces around it (a
+    typist's or a spreadsheet's, never data: every comparison ignores them too)."""
+    v = _value(v)
+    if isinstance(v, str) and F.kind_of(col) == "text":
+        return v.strip() or None
+    return v
 
 
 def _value(v):

@@ -247,10 +247,14 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     opts = dataclasses.replace(opts, timezone=opts.timezone or base.timezone or "UTC")
     if table.sheet is not None:
         echo(f"sheet: {table.sheet}")
+    for note in table.notes:
+        echo("note: " + note)
     echo(base.how)
     _refuse_errors(source, checks.custom_field_problems(frame.columns, base.custom_fields), paths,
                    before="nothing was sent")
     frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base.frame)
+    # The file's cells are compared as they were read: slash dates in the file's order.
+    diff_options = dataclasses.replace(opts.diff_options(), date_order=table.date_order or D.MONTH_FIRST)
 
     settled: dict[int, RowResult] = {}
     for row, reasons in rejected.items():
@@ -265,7 +269,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
 
     written = D.written_since(applied.written(settings.account_dir), base.taken_at)
-    edits = D.find_edits(planning, base.frame, opts.diff_options(), written=written, unknown=table.unknown)
+    edits = D.find_edits(planning, base.frame, diff_options, written=written, unknown=table.unknown)
     problems = date_problems + checks.edit_problems(edits)
     _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
     for line in checks.warning_lines(warnings + _without_damage(problems)):
@@ -274,11 +278,11 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     if base.custom_fields is None:   # no base: the account's fields are known from live, before any write
         _refuse_errors(source, checks.custom_field_problems(frame.columns, live_custom_fields(live)), paths,
                        before="nothing was written")
-    plans = D.plan_rows(edits, live.records, opts.diff_options(), universe=live.universe,
+    plans = D.plan_rows(edits, live.records, diff_options, universe=live.universe,
                         created_before=applied.created_names(settings.account_dir), written=written)
     # Matches found in live, and damage found against live (no base): before any write.
-    _refuse_errors(source, checks.same_client_problems(plans) + checks.damage_problems(plans), paths,
-                   before="nothing was written")
+    _refuse_errors(source, checks.same_client_problems(plans) + checks.damage_problems(plans)
+                   + checks.scientific_notation_problems(plans), paths, before="nothing was written")
     for line in DMG.summary_lines([d for p in plans for d in p.damage]):
         echo(line)
     kept = sum(len(p.kept) for p in plans)

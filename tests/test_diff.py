@@ -182,7 +182,7 @@ def new_row(**values) -> dict:
 @pytest.mark.parametrize("values, how, edited", [
     ({"Email": "c1@example.com"}, "first name + email", {}),
     ({"FirstName": " ANN ", "Email": "C1@Example.COM"}, "first name + email",   # matched case-insensitively,
-     {"FirstName": " ANN ", "Email": "C1@Example.COM"}),                        # the case change is an edit
+     {"FirstName": "ANN", "Email": "C1@Example.COM"}),           # the case change is an edit, sent trimmed
     ({"Phone": "617.555.0100"}, "first name + phone", {"Phone": "617.555.0100"}),   # digits only
 ])
 def test_a_new_row_matching_a_base_client_becomes_a_three_way_edit(values, how, edited):

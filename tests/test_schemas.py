@@ -150,5 +150,5 @@ def test_unreadable_client_id_is_not_reported_as_a_new_client(tmp_path):
     path = tmp_path / "c.csv"
     path.write_text("ClientId,FirstName,LastName\n#VALUE!,Ana,\n,Bo,\n", encoding="utf-8")
     problems = validate_table(read_table(path))
-    assert [(p.row, p.check) for p in problems if p.row == 2] == [(2, "integer_parses")]
+    assert [(p.row, p.check) for p in problems if p.row == 2] == [(2, "spreadsheet_error_value")]
     assert (3, "new_client_needs_name") in [(p.row, p.check) for p in problems]

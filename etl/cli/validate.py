@@ -57,9 +57,11 @@ def _edit_problems(table, base) -> list[Problem]:
     if callable(base):
         base = base(frame)
     base_frame = base.frame if base is not None else None
+    options = D.Options(date_order=table.date_order or D.MONTH_FIRST)   # as import compares them
     custom = checks.custom_field_problems(table.frame.columns, base.custom_fields if base is not None else None)
     frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base_frame)
-    return custom + date_problems + checks.edit_problems(D.find_edits(frame, base_frame, unknown=table.unknown))
+    return custom + date_problems + checks.edit_problems(
+        D.find_edits(frame, base_frame, options, unknown=table.unknown))
 
 
 def find_base_frame(file: Path, base: str | None, state_dir: Path, frame: pd.DataFrame, *, format=None):
@@ -157,6 +159,8 @@ def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard
         checked = (table, problems, what)
         if table.sheet is not None:
             click.echo(f"sheet: {table.sheet}", err=as_json)
+        for note in table.notes:
+            click.echo("note: " + note, err=as_json)
         if "base" in found:
             click.echo(found["base"].how, err=as_json)
         for line in summary_lines(file, table, problems, what):

@@ -9,18 +9,21 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import InputError
 from ..files import atomic_path
 from .files import blank_rows, check_header, write_kind
 from .model import Table
-from .text import coerce_columns, format_column
+from .text import (DAY_FIRST, MONTH_FIRST, coerce_columns, date_order_of_format, file_date_order,
+                   format_column, has_slash_dates, may_hold_dates)
 
 _HEAD_BYTES = 1 << 16
 
@@ -113,7 +116,7 @@ def _sniff(path: Path, encoding: str | None) -> tuple[str, str, str]:
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise InputError(f"{path}: the file is empty (no header row)")
-    first_line = text.split("\n", 1)[0]
+    first_line = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]    # classic Mac files end lines with CR
     counts = {d: first_line.count(d) for d in (",", ";", "\t")}
     delimiter = max(counts, key=lambda d: (counts[d], d == ","))
     if counts[delimiter] == 0:
@@ -122,10 +125,12 @@ def _sniff(path: Path, encoding: str | None) -> tuple[str, str, str]:
 
 
 def read_csv(path, *, encoding: str | None = None, date_format: str | None = None,
-             formula_guard: bool = True, kinds=None) -> Table:
+             formula_guard: bool = True, kinds=None, date_order: str | None = None) -> Table:
+    """``date_order``: how slash dates read; default from the delimiter (:func:`assumed_date_order`)."""
     path = Path(path)
     name, head, delimiter = _sniff(path, encoding)
-    header = next(csv.reader(io.StringIO(head), delimiter=delimiter), [])
+    # newline="": lines end at CR, LF or CRLF, as pyarrow reads them
+    header = next(csv.reader(io.StringIO(head, newline=""), delimiter=delimiter), [])
     header = [h.strip().lstrip("\ufeff").strip() for h in header]
     ncols = len(header)
     invalid: list = []
@@ -160,7 +165,11 @@ def read_csv(path, *, encoding: str | None = None, date_format: str | None = Non
         if invalid[0][0] is None:  # multi-threaded parsing does not number rows
             invalid.clear()
             parse(False)
-        raise _ragged_error(path, invalid, ncols)
+        raise _unclosed_quote_error(path, name, delimiter, ragged=True) or _ragged_error(path, invalid, ncols)
+    if _last_row_has_line_break(table) or _has_swallowed_rows(table, delimiter, ncols):
+        error = _unclosed_quote_error(path, name, delimiter)
+        if error is not None:
+            raise error
     if table.num_columns != ncols:
         raise InputError(f"{path}: the header could not be read (found {table.num_columns} "
                          f"columns, the first line has {ncols})")
@@ -181,10 +190,78 @@ def read_csv(path, *, encoding: str | None = None, date_format: str | None = Non
         keep_rows = pa.array(np.flatnonzero(~blank))
         arrays = [arr.take(keep_rows) for arr in arrays]
         row_numbers = row_numbers[~blank]
+    date_columns = [a for n, a in zip(names, arrays) if may_hold_dates(n, kinds)]
+    order = (date_order_of_format(date_format) if date_format
+             else file_date_order(date_order or assumed_date_order(delimiter), date_columns))
+    notes = []
+    if order == DAY_FIRST and not date_format and not date_order and has_slash_dates(date_columns):
+        notes.append(DAY_FIRST_NOTE)
     frame, problems = coerce_columns(names, arrays, row_numbers=row_numbers, kinds=kinds,
-                                     formula_guard=formula_guard, date_format=date_format)
+                                     formula_guard=formula_guard, date_format=date_format,
+                                     date_order=order)
     return Table(frame=frame, path=path, format="csv", problems=problems,
-                 row_numbers=row_numbers, columns_in_file=names)
+                 row_numbers=row_numbers, columns_in_file=names, date_order=order, notes=notes)
+
+
+DAY_FIRST_NOTE = ("dates like 5/10/1964 read day-first (D/M/YYYY): the file is ;-separated, as European "
+                  "Excel saves it; pass --date-format to say otherwise")
+
+
+def assumed_date_order(delimiter: str) -> str:
+    """European Excel saves CSV with ; (its list separator, since , is the decimal mark)
+    and dates day-first; US Excel with , and month-first."""
+    return DAY_FIRST if delimiter == ";" else MONTH_FIRST
+
+
+def _last_row_has_line_break(table: pa.Table) -> bool:
+    """A quote that is never closed swallows every line after it into the last row's cell."""
+    if table.num_rows < 2:
+        return False
+    last = [table.column(i)[table.num_rows - 1].as_py() or "" for i in range(table.num_columns)]
+    return any("\n" in cell or "\r" in cell for cell in last)
+
+
+def _has_swallowed_rows(table: pa.Table, delimiter: str, ncols: int) -> bool:
+    """A cell holding line breaks and a row's worth of delimiters: a stray quote that
+    paired with a later one read the lines between into one cell."""
+    for column in table.columns:
+        breaks = pc.match_substring_regex(column, r"[\r\n]")
+        rows_worth = pc.greater_equal(pc.count_substring(column, delimiter), max(ncols - 1, 1))
+        if pc.any(pc.and_(breaks, rows_worth)).as_py():
+            return True
+    return False
+
+
+def _unclosed_quote_error(path: Path, encoding: str, delimiter: str, *, ragged: bool = False
+                          ) -> InputError | None:
+    """An InputError naming the line of a quote that is never closed, or None."""
+    line = _unclosed_quote_line(path, encoding, delimiter, ragged=ragged)
+    if line is None:
+        return None
+    return InputError(f"{path}: line {line}: a quoted cell starts in the row on this line and its quote "
+                      "is never closed, so every line after it would be read into that one cell; close "
+                      "or remove the quote and save again")
+
+
+def _unclosed_quote_line(path: Path, encoding: str, delimiter: str, *, ragged: bool) -> int | None:
+    """The line where the row holding a stray quote starts, or None when every quote pairs.
+
+    Python's strict csv reader stops at the end of the data inside a quote that is never
+    closed, or, when the stray quote paired with a later one, at the text after that one
+    (a row that spans lines, unlike a cell with a real line break). In a file whose rows
+    are ragged already (``ragged``), a stray quote closed on its own line explains it too.
+    """
+    start = 1
+    with open(path, encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="",
+              errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=delimiter, strict=True)
+        try:
+            for _ in reader:
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            at_end = "unexpected end of data" in str(exc)
+            return start if at_end or ragged or reader.line_num > start else None
+    return None
 
 
 def _safe_reason(exc: Exception) -> str:

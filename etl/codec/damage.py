@@ -98,6 +98,15 @@ def _leading_zeros(text: str) -> int:
     return len(digits) - len(digits.lstrip("0"))
 
 
+def is_scientific(text) -> bool:
+    """A number in scientific notation (``4.42079E+11``, ``1.23E+05``): how a spreadsheet
+    shows a long number in a General cell, never how anyone types text."""
+    if not isinstance(text, str):
+        return False
+    text = text.strip()
+    return bool(_NUMBER.match(text)) and bool(_SCIENTIFIC.search(text))
+
+
 def _chars_replaced(base: str, file: str) -> bool:
     """``file`` is ``base`` saved in Windows-1252: characters it cannot hold became ``?``."""
     return "?" in file and base.encode("cp1252", errors="replace").decode("cp1252") == file

@@ -54,6 +54,10 @@ class Table:
     :func:`etl.codec.serials.resolve_date_numbers`.
 
     ``export_id`` is the export id the file carries inside it (XLSX, Parquet), if any.
+
+    ``date_order`` is how the file's slash dates were read (``etl.codec.text``:
+    month-first, day-first or unknown; None = month-first); comparisons of its cells use
+    the same. ``notes`` are lines to show once on the terminal (how the file was read).
     """
 
     frame: pd.DataFrame
@@ -66,6 +70,8 @@ class Table:
     unknown: frozenset = frozenset()
     date_numbers: dict = field(default_factory=dict)
     export_id: str | None = None
+    date_order: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if self.row_numbers is None:

@@ -41,13 +41,18 @@ def write_table(df: pd.DataFrame, path, *, format: str | None = None, formula_gu
 
 def read_table(path, *, format: str | None = None, encoding: str | None = None,
                date_format: str | None = None, formula_guard: bool = True, tz: str = "UTC",
-               kinds=None, sheet: str | None = None) -> Table:
+               kinds=None, sheet: str | None = None, date_order: str | None = None) -> Table:
     """Read a CSV, Parquet or XLSX table into a typed frame, collecting cell problems.
 
     Raises InputError (one clear message naming the file) for files that cannot be read
     as a table. ``tz`` is checked here; dates in files are already calendar dates, so it
     matters only when the frame is sent back (see ``frame_to_records``). ``sheet`` names
     the XLSX sheet to read (default: the one with a ClientId column, see ``read_xlsx``).
+
+    ``date_order`` (``etl.codec.text.MONTH_FIRST`` / ``DAY_FIRST``) is how slash dates
+    read; by default a ;-separated CSV reads them day-first, any other file month-first,
+    and a file whose own dates contradict that has an unknown order (``Table.date_order``):
+    a date that reads both ways is then an error.
     """
     path = Path(path)
     fmt = format_of(path, format)
@@ -60,18 +65,18 @@ def read_table(path, *, format: str | None = None, encoding: str | None = None,
     if sheet is not None and fmt != "xlsx":
         raise InputError(f"{path}: --sheet {sheet} applies to XLSX workbooks only; this is a {fmt} file")
     table = _read(path, fmt, encoding=encoding, date_format=date_format, formula_guard=formula_guard,
-                  kinds=kinds, sheet=sheet)
+                  kinds=kinds, sheet=sheet, date_order=date_order)
     if table.export_id:
         table.frame.attrs[KEY] = table.export_id
     return table
 
 
-def _read(path: Path, fmt: str, *, encoding, date_format, formula_guard, kinds, sheet) -> Table:
+def _read(path: Path, fmt: str, *, encoding, date_format, formula_guard, kinds, sheet, date_order) -> Table:
     if fmt == "csv":
         from .csv_io import read_csv
 
         return read_csv(path, encoding=encoding, date_format=date_format,
-                        formula_guard=formula_guard, kinds=kinds)
+                        formula_guard=formula_guard, kinds=kinds, date_order=date_order)
     if fmt == "parquet":
         from .parquet_io import read_parquet
 

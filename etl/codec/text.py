@@ -12,13 +12,18 @@ Cell formats
   label (``SelfPay``).
 * float: shortest repr (``12.5``).
 * bool: ``TRUE`` / ``FALSE``; also read: true/false, t/f, yes/no, y/n, 1/0 (any case).
-* date: ``yyyy-MM-dd``; also read: ``M/D/YYYY`` (month first, Excel US), ``D.M.YYYY``
-  (day first), ``yyyy-MM-dd 00:00:00``, or the ``date_format`` given (strftime codes).
+* date: ``yyyy-MM-dd``; also read: ``N/N/YYYY`` in the file's date order (month first as
+  US Excel writes it; day first in a ;-separated file, as European Excel writes it; unknown
+  when the file's own dates contradict that, and then a date that reads both ways is an
+  error), ``D.M.YYYY`` (day first), ``yyyy-MM-dd 00:00:00``, or the ``date_format`` given
+  (strftime codes).
 * instant: ISO 8601 UTC with milliseconds, ``2025-04-12T04:38:06.643Z``; also read any
   ISO 8601 form (offsets, no fraction, space separator) and ``M/D/YYYY H:MM``.
 * tags: ``a; b; c``. In a tag, ``\\`` is written ``\\\\`` and ``;`` ``\\;``; a tag's
   leading/trailing whitespace is escaped too (``\\ ``), because reading strips the
   unescaped whitespace around each tag (so ``a;b`` and ``a ; b`` read as ``[a, b]``).
+  Any other backslash is literal (``C:\\temp`` is read as typed).
+* any kind: a spreadsheet error value (``#N/A``, ``#REF!``, ...) is an error, never data.
 * linked: ``123:Parent; 211:Spouse`` (read-only, kept as text).
 * text: as is; empty cell = NA.
 
@@ -108,32 +113,67 @@ def encode_tags(tags) -> str:
     return "; ".join(_escape_tag(str(t)) for t in tags if t is not None and str(t) != "")
 
 
-class TagsError(ValueError):
-    pass
+_ESCAPED = "\\;"        # the characters a backslash escapes anywhere in a tag
 
 
-_WELL_ESCAPED = re.compile(r"(?:\\.|[^\\])*", re.S)
-_SEGMENT = re.compile(r"((?:\\.|[^\\;])*)(?:;|$)", re.S)
-_UNESCAPE = re.compile(r"\\(.)", re.S)
+def _tag_tokens(cell: str):
+    r"""``(char, escaped)`` pairs of a tags cell. ``\\`` and ``\;`` are escapes anywhere;
+    ``\`` before whitespace is a candidate edge escape (see :func:`_edge_escapes`); any
+    other backslash is literal (``C:\temp`` keeps it: people type paths and emoticons)."""
+    tokens, i, n = [], 0, len(cell)
+    while i < n:
+        ch = cell[i]
+        if ch == "\\" and i + 1 < n and (cell[i + 1] in _ESCAPED or cell[i + 1].isspace()):
+            tokens.append((cell[i + 1], True))
+            i += 2
+        else:
+            tokens.append((ch, False))
+            i += 1
+    return tokens
+
+
+def _edge_escapes(segment) -> str:
+    r"""One tag from its tokens: unescaped edge whitespace stripped, escaped edge whitespace
+    kept, and an escaped whitespace inside the tag read back as the literal ``\\ `` it was."""
+    start, end = 0, len(segment)
+    while start < end and not segment[start][1] and segment[start][0].isspace():
+        start += 1
+    while end > start and not segment[end - 1][1] and segment[end - 1][0].isspace():
+        end -= 1
+    kept = segment[start:end]
+    lead = 0
+    while lead < len(kept) and kept[lead][1] and kept[lead][0].isspace():
+        lead += 1
+    trail = len(kept)
+    while trail > lead and kept[trail - 1][1] and kept[trail - 1][0].isspace():
+        trail -= 1
+    out = []
+    for i, (ch, escaped) in enumerate(kept):
+        inner_space_escape = escaped and ch.isspace() and lead <= i < trail
+        out.append("\\" + ch if inner_space_escape else ch)
+    return "".join(out)
 
 
 def decode_tags(cell) -> list[str]:
-    """Read a tags cell: split on unescaped ``;``, strip unescaped whitespace, drop empties."""
+    r"""Read a tags cell: split on unescaped ``;``, strip unescaped whitespace, drop empties.
+
+    Only ``\;``, ``\\`` and ``\`` + whitespace at a tag's edge are escapes
+    (what :func:`encode_tags` writes); every other backslash is part of the tag.
+    """
     if cell is None or cell is pd.NA or (isinstance(cell, float) and math.isnan(cell)):
         return []
     if "\\" not in cell:
         return [p for p in (part.strip() for part in cell.split(";")) if p]
-    if not _WELL_ESCAPED.fullmatch(cell):
-        raise TagsError("a tags cell ends with a lone backslash")
     tags: list[str] = []
-    for match in _SEGMENT.finditer(cell):
-        raw = match.group(1)
-        seg = raw.lstrip()  # leading whitespace is never escaped (an escape starts with \\)
-        kept = seg.rstrip()
-        if len(kept) < len(seg) and (len(kept) - len(kept.rstrip("\\"))) % 2 == 1:
-            kept = seg[:len(kept) + 1]  # the last stripped char was escaped: keep it
-        if kept:
-            tags.append(_UNESCAPE.sub(r"\1", kept))
+    segment: list = []
+    for token in _tag_tokens(cell) + [(";", False)]:
+        if token == (";", False):
+            tag = _edge_escapes(segment)
+            if tag:
+                tags.append(tag)
+            segment = []
+        else:
+            segment.append(token)
     return tags
 
 
@@ -330,23 +370,32 @@ def _coerce_bool(arr, trimmed, blank, column, rows):
 
 
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+# The order of a slash date's day and month: a reading option, like ``date_format``.
+# US Excel writes M/D/YYYY, European Excel (whose CSVs are ;-separated) D/M/YYYY; when a
+# file's own dates contradict the order it was assumed to have, the order is unknown and a
+# date that reads both ways (5/10/1964) is an error, never a guess.
+MONTH_FIRST, DAY_FIRST, ORDER_UNKNOWN = "month-first", "day-first", "unknown"
+
 _DATE_PATTERNS = (
-    # (regex with named groups y, m, d) in order of precedence
+    # (regex with named groups y, m, d) in order of precedence; slash dates apart (_SLASH_DATE)
     r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?:[ T]00:00(?::00(?:\.0+)?)?Z?)?$",
-    r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{4})(?: 0?0:00(?::00)?)?$",
     r"^(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4})$",
 )
+_SLASH_DATE = r"^(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4})(?: 0?0:00(?::00)?)?$"
+_LOOKS_LIKE_DATE = r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
 
 
-def _ymd_from_regex(trimmed: pa.Array, pattern: str):
+def _groups_from_regex(trimmed: pa.Array, pattern: str, names: str):
+    """One int64 array (null where no match) per named group of ``pattern``."""
     st = pc.extract_regex(trimmed, pattern)
     valid = pc.is_valid(st)
 
     def part(name):
         text = pc.if_else(valid, pc.struct_field(st, name), _NULL_STR)
-        return pc.cast(text, pa.int64())
+        return pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
 
-    return part("y"), part("m"), part("d")
+    return [part(name) for name in names]
 
 
 def ymd_to_iso(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -369,22 +418,82 @@ def ymd_to_iso(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> tuple[np.ndarray,
     return valid, out
 
 
-def _match_dates(trimmed: pa.Array, patterns=_DATE_PATTERNS):
-    """(y, m, d, matched) arrays for cells written in one of ``patterns`` (-1 = no match)."""
+def _slash_parts(trimmed: pa.Array):
+    """(first, second, year, is_slash_date) of cells written ``N/N/YYYY`` (NaN elsewhere)."""
+    first, second, year = _groups_from_regex(trimmed, _SLASH_DATE, "aby")
+    hit = ~np.isnan(first.astype(float))
+    return first, second, year, hit
+
+
+def _reads_both_ways(first, second, hit) -> np.ndarray:
+    """Slash dates that are two different valid dates read day-first and month-first."""
+    with np.errstate(invalid="ignore"):
+        return hit & (first <= 12) & (second <= 12) & (first != second)
+
+
+def _match_dates(trimmed: pa.Array, order: str = MONTH_FIRST, patterns=_DATE_PATTERNS):
+    """(y, m, d, matched, ambiguous) for cells written as a date (-1 = no match).
+
+    ``ambiguous`` marks slash dates left unread because the order is unknown and they
+    read both ways (``5/10/1964``); with a known order there are none.
+    """
     n = len(trimmed)
-    y = np.full(n, -1, dtype=np.int64)
-    m = y.copy()
-    d = y.copy()
+    y, m, d = (np.full(n, -1, dtype=np.int64) for _ in range(3))
     matched = np.zeros(n, dtype=bool)
     for pattern in patterns:
-        yy, mm, dd = _ymd_from_regex(trimmed, pattern)
-        hit = ~matched & ~pc.is_null(yy).to_numpy(zero_copy_only=False)
-        if hit.any():
-            y[hit] = yy.to_numpy(zero_copy_only=False)[hit]
-            m[hit] = mm.to_numpy(zero_copy_only=False)[hit]
-            d[hit] = dd.to_numpy(zero_copy_only=False)[hit]
-            matched |= hit
-    return y, m, d, matched
+        yy, mm, dd = _groups_from_regex(trimmed, pattern, "ymd")
+        hit = ~matched & ~np.isnan(yy.astype(float))
+        y[hit], m[hit], d[hit] = yy[hit], mm[hit], dd[hit]
+        matched |= hit
+    ambiguous = np.zeros(n, dtype=bool)
+    if order is None:       # --date-format replaces the slash rule
+        return y, m, d, matched, ambiguous
+    first, second, year, hit = _slash_parts(trimmed)
+    hit &= ~matched
+    if order == ORDER_UNKNOWN:
+        ambiguous = _reads_both_ways(first, second, hit)
+        hit &= ~ambiguous
+        with np.errstate(invalid="ignore"):
+            day_first = hit & (first > 12)     # the only way these read
+    else:
+        day_first = hit if order == DAY_FIRST else np.zeros(n, dtype=bool)
+    month_first = hit & ~day_first
+    y[hit] = year[hit]
+    m[month_first], d[month_first] = first[month_first], second[month_first]
+    m[day_first], d[day_first] = second[day_first], first[day_first]
+    return y, m, d, matched | hit, ambiguous
+
+
+def file_date_order(order: str | None, columns) -> str:
+    """The order a file's slash dates are read in: ``order`` (default month-first), unless
+    the file's own date cells (``columns``: arrow string arrays) hold dates that read only
+    the other way (``22/08/2026`` in a month-first file): then the order is unknown."""
+    order = order or MONTH_FIRST
+    if order == ORDER_UNKNOWN:
+        return order
+    for arr in columns:
+        first, second, _, hit = _slash_parts(pc.utf8_trim_whitespace(arr))
+        with np.errstate(invalid="ignore"):
+            other_way_only = hit & ((first > 12) if order == MONTH_FIRST else (second > 12))
+        if other_way_only.any():
+            return ORDER_UNKNOWN
+    return order
+
+
+def date_order_of_format(date_format: str) -> str:
+    """The order a --date-format gives slash dates (and date-looking custom fields)."""
+    day, month = date_format.find("%d"), date_format.find("%m")
+    return DAY_FIRST if 0 <= day < month or (day >= 0 and month < 0) else MONTH_FIRST
+
+
+def has_slash_dates(columns) -> bool:
+    """Do any of ``columns`` (arrow string arrays) hold a slash date (``5/10/1964``)?"""
+    return any(_slash_parts(pc.utf8_trim_whitespace(arr))[3].any() for arr in columns)
+
+
+def may_hold_dates(column: str, kinds=None) -> bool:
+    """Date columns, and custom fields (text to IntakeQ, but often dates a spreadsheet rewrote)."""
+    return kind_for(column, kinds) == "date" or fields.is_custom(column)
 
 
 def check_date_format(date_format: str | None) -> None:
@@ -402,9 +511,18 @@ def check_date_format(date_format: str | None) -> None:
                           "with a day, a month and a year, e.g. %d/%m/%Y")
 
 
-def _coerce_date(arr, trimmed, blank, column, rows, date_format):
-    patterns = _DATE_PATTERNS if not date_format else _DATE_PATTERNS[:1]
-    y, m, d, matched = _match_dates(trimmed, patterns)
+AMBIGUOUS_MESSAGE = "a date that reads two ways (day/month or month/day), in a file whose date order is not known"
+AMBIGUOUS_HINT = ("pass --date-format %d/%m/%Y (day first) or %m/%d/%Y (month first), or write the date "
+                  "as yyyy-MM-dd")
+
+
+def _ambiguous_problems(positions, raw, column, rows):
+    return _problems(positions, raw, column, rows, "date_ambiguous", AMBIGUOUS_MESSAGE, AMBIGUOUS_HINT)
+
+
+def _coerce_date(arr, trimmed, blank, column, rows, date_format, date_order):
+    y, m, d, matched, ambiguous = _match_dates(trimmed, None if date_format else date_order,
+                                               _DATE_PATTERNS[:1] if date_format else _DATE_PATTERNS)
     blank_np = blank.to_numpy(zero_copy_only=False)
     if date_format:
         rest = np.flatnonzero(~matched & ~blank_np)
@@ -417,12 +535,24 @@ def _coerce_date(arr, trimmed, blank, column, rows, date_format):
             m[idx] = parsed.dt.month.to_numpy()[ok]
             d[idx] = parsed.dt.day.to_numpy()[ok]
     valid, out = ymd_to_iso(y, m, d)
-    bad = np.flatnonzero(~valid & ~blank_np)
+    bad = np.flatnonzero(~valid & ~blank_np & ~ambiguous)
+    order_words = {MONTH_FIRST: "M/D/YYYY", DAY_FIRST: "D/M/YYYY"}.get(date_order, "N/N/YYYY")
     hint = ("write the date as yyyy-MM-dd, e.g. 1990-03-05"
             + (f" (or in the --date-format {date_format})" if date_format else
-               " (M/D/YYYY and D.M.YYYY are also read)"))
+               f" ({order_words} and D.M.YYYY are also read)"))
     series = pd.Series(pd.array(out, dtype="string"))
-    return series, _problems(bad, arr, column, rows, "date_parses", "not a date", hint)
+    return series, (_problems(bad, arr, column, rows, "date_parses", "not a date", hint)
+                    + _ambiguous_problems(np.flatnonzero(ambiguous), arr, column, rows))
+
+
+def _ambiguous_custom_dates(arr, column, rows, date_order) -> list[Problem]:
+    """A custom field's date-looking cell that reads both ways in a file of unknown order:
+    it cannot be compared with its exported date, so it is an error like a date column's."""
+    if date_order != ORDER_UNKNOWN or not fields.is_custom(column):
+        return []
+    trimmed = pc.utf8_trim_whitespace(arr)
+    first, second, _, hit = _slash_parts(trimmed)
+    return _ambiguous_problems(np.flatnonzero(_reads_both_ways(first, second, hit)), arr, column, rows)
 
 
 def parse_instants(values: pd.Series) -> pd.Series:
@@ -444,19 +574,9 @@ def _coerce_instant(arr, trimmed, blank, column, rows):
         "write it as ISO 8601 UTC, e.g. 2025-04-12T04:38:06.643Z")
 
 
-def _coerce_tags(arr, column, rows):
-    values = arr.to_pylist()
-    out, problems = [], []
-    for i, cell in enumerate(values):
-        try:
-            out.append(decode_tags(cell) if cell else [])
-        except TagsError:
-            out.append([])
-            problems.append(Problem(int(rows[i]), column, cell, "tags_decode",
-                                    "the tags cell ends with a lone backslash",
-                                    "write a backslash in a tag as \\\\ and a ; as \\;"))
-    series = pd.Series(out, dtype=object) if out else pd.Series([], dtype=object)
-    return series, problems
+def _coerce_tags(arr):
+    out = [decode_tags(cell) if cell else [] for cell in arr.to_pylist()]
+    return pd.Series(out, dtype=object) if out else pd.Series([], dtype=object)
 
 
 def string_series(arr: pa.Array) -> pd.Series:
@@ -465,46 +585,83 @@ def string_series(arr: pa.Array) -> pd.Series:
     return pd.Series(pd.StringDtype().__from_arrow__(arr))
 
 
+# Excel's, LibreOffice's and Google Sheets' error values: what a cell shows when its formula
+# failed. Saved to CSV they are plain text, and were sent as data (a Phone of #N/A).
+_SPREADSHEET_ERRORS = (r"^(?:#N/A|#REF!|#VALUE!|#DIV/0!|#NAME\?|#NUM!|#NULL!|#SPILL!|#CALC!|"
+                       r"#GETTING_DATA|#FIELD!|#BLOCKED!|#CONNECT!|#BUSY!|#UNKNOWN!|#EXTERNAL!|"
+                       r"#ERROR!|Err:\d{3})$")
+
+
+def is_spreadsheet_error(text) -> bool:
+    return isinstance(text, str) and re.match(_SPREADSHEET_ERRORS, text.strip()) is not None
+
+
+def _take_out_spreadsheet_errors(arr: pa.Array, column, rows) -> tuple[pa.Array, list[Problem]]:
+    """Spreadsheet error values become empty cells plus one error each: never data."""
+    found = pc.fill_null(pc.match_substring_regex(pc.utf8_trim_whitespace(arr), _SPREADSHEET_ERRORS), False)
+    if not pc.any(found).as_py():
+        return arr, []
+    problems = _problems(np.flatnonzero(found.to_numpy(zero_copy_only=False)), arr, column, rows,
+                         "spreadsheet_error_value", "a spreadsheet error value, not data",
+                         "fix the formula that shows it, or type the value in place of the error")
+    return pc.if_else(found, _NULL_STR, arr), problems
+
+
 def coerce_column(arr: pa.Array, column: str, kind: str, *, row_numbers, formula_guard=True,
-                  date_format=None, guarded=True) -> tuple[pd.Series, list[Problem]]:
+                  date_format=None, guarded=True, date_order=MONTH_FIRST) -> tuple[pd.Series, list[Problem]]:
     """A column of cells as text (arrow strings, null = empty) → typed Series and problems.
 
     ``guarded`` says whether the file format carries the formula guard (CSV/XLSX yes,
-    Parquet no).
+    Parquet no). ``date_order`` is how slash dates read (:func:`file_date_order`).
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     if arr.type != pa.string():
         arr = pc.cast(arr, pa.string())
+    arr, errors = _take_out_spreadsheet_errors(arr, column, row_numbers)
+    series, problems = _coerce_by_kind(arr, column, kind, row_numbers, formula_guard and guarded,
+                                       date_format, date_order)
+    return series, errors + problems
+
+
+def _coerce_by_kind(arr, column, kind, rows, unguard, date_format, date_order):
     if kind in TEXT_LIKE:
-        if formula_guard and guarded:
+        if unguard:
             arr = _unguard_array(arr)
         if kind == "tags":
-            return _coerce_tags(arr, column, row_numbers)
-        return string_series(arr), []
+            return _coerce_tags(arr), []
+        return string_series(arr), _ambiguous_custom_dates(arr, column, rows, date_order)
     trimmed = pc.utf8_trim_whitespace(arr)
     blank = _is_blank(trimmed)
     if kind in ("int", "enum"):
-        return _coerce_int(arr, trimmed, blank, column, row_numbers, enum=kind == "enum")
+        return _coerce_int(arr, trimmed, blank, column, rows, enum=kind == "enum")
     if kind == "float":
-        return _coerce_float(arr, trimmed, blank, column, row_numbers)
+        return _coerce_float(arr, trimmed, blank, column, rows)
     if kind == "bool":
-        return _coerce_bool(arr, trimmed, blank, column, row_numbers)
+        return _coerce_bool(arr, trimmed, blank, column, rows)
     if kind == "date":
-        return _coerce_date(arr, trimmed, blank, column, row_numbers, date_format)
+        return _coerce_date(arr, trimmed, blank, column, rows, date_format, date_order)
     if kind == "instant":
-        return _coerce_instant(arr, trimmed, blank, column, row_numbers)
+        return _coerce_instant(arr, trimmed, blank, column, rows)
     raise ValueError(f"unknown kind {kind!r}")
 
 
 def coerce_columns(names, arrays, *, row_numbers, kinds=None, formula_guard=True,
-                   date_format=None, guarded=True) -> tuple[pd.DataFrame, list[Problem]]:
-    """Coerce every column of a text table; returns the typed frame and all cell problems."""
+                   date_format=None, guarded=True, date_order=None) -> tuple[pd.DataFrame, list[Problem]]:
+    """Coerce every column of a text table; returns the typed frame and all cell problems.
+
+    ``date_order`` is the order slash dates are assumed to have (default month-first);
+    the file's own dates may make it unknown (:func:`file_date_order`).
+    """
+    if date_format:
+        date_order = date_order_of_format(date_format)
+    else:
+        date_order = file_date_order(date_order, [a for n, a in zip(names, arrays) if may_hold_dates(n, kinds)])
     data, problems = {}, []
     for name, arr in zip(names, arrays):
         series, probs = coerce_column(arr, name, kind_for(name, kinds), row_numbers=row_numbers,
                                       formula_guard=formula_guard, date_format=date_format,
-                                      guarded=guarded)
+                                      guarded=guarded, date_order=date_order)
         data[name] = series.reset_index(drop=True)
         problems.extend(probs)
     n = len(row_numbers)
@@ -536,30 +693,33 @@ def _instant_text(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
-def _comparable_text(column: str, arr: pa.Array) -> pa.Array:
+def _comparable_text(column: str, arr: pa.Array, date_order: str = MONTH_FIRST) -> pa.Array:
     """Trimmed text cells as compared for "did it change?" (vectorised).
 
-    * line breaks: CRLF as LF (a spreadsheet re-save turns a cell's CRLF into LF);
+    * line breaks: CRLF and CR as LF (a spreadsheet re-save turns a cell's CRLF into LF,
+      a classic Mac save into CR);
     * phones as IntakeQ stores them (a leading '+' dropped, ``fields.server_phone``);
     * custom fields: a whole-cell date in a spreadsheet's form (``7/1/2026``,
       ``01.07.2026``, ``2026-07-01 00:00:00``) as ``yyyy-MM-dd``: custom fields are
       text to IntakeQ, but a spreadsheet turns an untouched ``2026-07-01`` into a date
-      and writes it back its own way.
+      and writes it back its own way. Slash dates read in ``date_order`` (the file's,
+      :func:`file_date_order`); one that reads both ways in a file of unknown order stays
+      text (reading reported it).
     """
     if pc.any(pc.fill_null(pc.match_substring(arr, "\r"), False)).as_py():
-        arr = pc.replace_substring(arr, "\r\n", "\n")
+        arr = pc.replace_substring(pc.replace_substring(arr, "\r\n", "\n"), "\r", "\n")
     if fields.field_for(column).phone:
         arr = pc.replace_substring_regex(arr, r"^\+", "")
     if fields.is_custom(column) and len(arr):
-        looks = pc.fill_null(pc.match_substring_regex(arr, r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"), False)
+        looks = pc.fill_null(pc.match_substring_regex(arr, _LOOKS_LIKE_DATE), False)
         if pc.any(looks).as_py():
-            y, m, d, _ = _match_dates(arr)
+            y, m, d, _, _ = _match_dates(arr, date_order)
             valid, iso = ymd_to_iso(y, m, d)
             arr = pc.if_else(pa.array(valid), pa.array(iso, pa.string()), arr)
     return arr
 
 
-def normalized(column: str, value, *, kinds=None, date_format=None):
+def normalized(column: str, value, *, kinds=None, date_format=None, date_order=MONTH_FIRST):
     """The value used to decide "did this cell change?".
 
     Accepts a typed value (from a frame) or raw cell text. Surrounding whitespace is
@@ -568,7 +728,7 @@ def normalized(column: str, value, *, kinds=None, date_format=None):
     date (``7/1/2026``) as ``yyyy-MM-dd``, tags as a sorted tuple of distinct tags, numbers, bools
     and dates in canonical form (int, float, bool, 'yyyy-MM-dd'), instants as ISO text.
     Text that cannot be read as its kind is returned stripped (so it differs from any
-    valid value).
+    valid value). ``date_order`` is the file's order of slash dates (``7/1/2026``).
     """
     kind = kind_for(column, kinds)
     if kind == "tags":
@@ -577,10 +737,7 @@ def normalized(column: str, value, *, kinds=None, date_format=None):
         elif _is_na(value):
             tags = []
         else:
-            try:
-                tags = decode_tags(str(value))
-            except TagsError:
-                return str(value).strip()
+            tags = decode_tags(str(value))
         return tuple(sorted({t for t in tags if t}))
     if _is_na(value):
         return None
@@ -589,9 +746,10 @@ def normalized(column: str, value, *, kinds=None, date_format=None):
         if text == "":
             return None
         if kind in ("text", "linked"):
-            return _comparable_text(column, pa.array([text], pa.string()))[0].as_py()
+            return _comparable_text(column, pa.array([text], pa.string()), date_order)[0].as_py()
         series, probs = coerce_column(pa.array([text]), column, kind, row_numbers=[0],
-                                      formula_guard=False, date_format=date_format)
+                                      formula_guard=False, date_format=date_format,
+                                      date_order=date_order)
         if probs:
             return text
         typed = series.iloc[0]
@@ -610,11 +768,11 @@ def normalized(column: str, value, *, kinds=None, date_format=None):
     if kind == "instant":
         return _instant_text(pd.Timestamp(value))
     if kind in ("text", "linked"):
-        return normalized(column, str(value), kinds=kinds)
+        return normalized(column, str(value), kinds=kinds, date_order=date_order)
     return value
 
 
-def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None) -> pd.DataFrame:
+def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=MONTH_FIRST) -> pd.DataFrame:
     """:func:`normalized` for whole typed columns at once (object columns; None = empty)."""
     columns = list(df.columns if columns is None else columns)
     out = {}
@@ -624,7 +782,7 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None) -> pd.DataFr
         if kind in ("text", "linked"):
             arr = _to_arrow_strings(s) if not isinstance(s.dtype, pd.StringDtype) else \
                 pa.array(s.to_numpy(dtype=object, na_value=None), pa.string())
-            arr = _comparable_text(column, pc.utf8_trim_whitespace(arr))
+            arr = _comparable_text(column, pc.utf8_trim_whitespace(arr), date_order)
             arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
             out[column] = arr.to_numpy(zero_copy_only=False).astype(object)
         elif kind == "tags":
@@ -650,5 +808,6 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None) -> pd.DataFr
             arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
             out[column] = arr.to_numpy(zero_copy_only=False).astype(object)
         else:
-            out[column] = object_array([normalized(column, v, kinds=kinds) for v in s.tolist()])
+            out[column] = object_array([normalized(column, v, kinds=kinds, date_order=date_order)
+                                        for v in s.tolist()])
     return pd.DataFrame(out, index=df.index, columns=columns)
