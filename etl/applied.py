@@ -41,6 +41,8 @@ def _connect(account_dir: Path) -> sqlite3.Connection:
     create_private_file(path)
     db = sqlite3.connect(path, isolation_level=None, timeout=30)
     db.executescript(_SCHEMA)
+    if "source" not in {row[1] for row in db.execute("PRAGMA table_info(created)")}:
+        db.execute("ALTER TABLE created ADD COLUMN source TEXT")     # older state dirs
     return db
 
 
@@ -82,26 +84,31 @@ def _plain(v):
     return v
 
 
-def record_created(account_dir: Path, client_id: int, first: str, last: str) -> None:
-    """Remember a client an import created (casefolded names), so that a later import of
-    the same row without email or phone — its checkpoint lost or restarted — finds it
-    instead of creating it again."""
+def record_created(account_dir: Path, client_id: int, first: str, last: str, source: Path | None = None) -> None:
+    """Remember a client an import created (casefolded names) and the file it came from, so
+    that a later import of the same row — its checkpoint lost or restarted, or its email
+    edited since — finds it instead of creating it again."""
     db = _connect(account_dir)
     try:
-        db.execute("INSERT OR REPLACE INTO created VALUES (?, ?, ?, ?)",
-                   (int(client_id), first or "", last or "", time.time()))
+        db.execute("INSERT OR REPLACE INTO created (client_id, first, last, at, source) VALUES (?, ?, ?, ?, ?)",
+                   (int(client_id), first or "", last or "", time.time(),
+                    str(Path(source).resolve()) if source else None))
     finally:
         db.close()
 
 
-def created_names(account_dir: Path) -> dict[tuple[str, str], set[int]]:
-    """(first, last) → ClientIds of the clients imports created in this account."""
+def created_names(account_dir: Path, source: Path | None = None) -> dict[tuple[str, str], set[int]]:
+    """(first, last) → ClientIds of the clients imports created in this account (only from
+    the file ``source``, when given)."""
     if not (account_dir / "applied.sqlite").exists():
         return {}
     db = _connect(account_dir)
     try:
+        query, args = "SELECT client_id, first, last FROM created", ()
+        if source is not None:
+            query, args = query + " WHERE source = ?", (str(Path(source).resolve()),)
         out: dict[tuple[str, str], set[int]] = {}
-        for cid, first, last in db.execute("SELECT client_id, first, last FROM created"):
+        for cid, first, last in db.execute(query, args):
             out.setdefault((first, last), set()).add(int(cid))
         return out
     finally:

@@ -389,6 +389,7 @@ def _two_way_row(file, pos, row, cid, writable, has_tags, options, *, skip=froze
 def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Options(),
               *, live_frame: pd.DataFrame | None = None, universe: Iterable[dict] = (),
               created_before: dict[tuple[str, str], set[int]] | None = None,
+              created_here: dict[tuple[str, str], set[int]] | None = None,
               written: dict[tuple[int, str], Written] | None = None) -> list[RowPlan]:
     """Edits vs live → one RowPlan per edit (``edits`` are not modified).
 
@@ -416,7 +417,7 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
         if edit.client_id is None and edit.needs_live:
             cid, how = matcher.find_values(edit.values)
             if cid is None:
-                cid, how, clash = _created_earlier(edit.values, created_before or {}, live)
+                cid, how, clash = _created_earlier(edit.values, created_before or {}, created_here or {}, live)
                 if clash:
                     plans.append(RowPlan(edit.row, None, CONFLICT, message=clash))
                     continue
@@ -436,18 +437,24 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
     return plans
 
 
-def _created_earlier(values: dict, created: dict, live: dict) -> tuple[int | None, str | None, str | None]:
-    """A new row without email or phone, named like a client an earlier import created.
+def _created_earlier(values: dict, created: dict, created_here: dict, live: dict
+                     ) -> tuple[int | None, str | None, str | None]:
+    """A new row (IntakeQ's rule matched nothing) named like a client an earlier import
+    created: from this same file whatever its contact (the admin edited the row's email
+    after its import: the file's ClientId cell is still empty), from any file when the row
+    has neither email nor phone.
 
     Returns (ClientId, how, None) for exactly one such live client, (None, None, message)
     when several, else (None, None, None).
     """
+    name = (_fold(values.get("FirstName")), _fold(values.get("LastName")))
     if _fold(values.get("Email")) or _digits(values.get("Phone")):
-        return None, None, None
-    ids = sorted(i for i in created.get((_fold(values.get("FirstName")), _fold(values.get("LastName"))), ())
-                 if i in live)
+        created, how = created_here, "an earlier run of this file created a client with this name"
+    else:
+        how = "an earlier import created a client with this name"
+    ids = sorted(i for i in created.get(name, ()) if i in live)
     if len(ids) == 1:
-        return ids[0], "an earlier import created a client with this name", None
+        return ids[0], how, None
     if len(ids) > 1:
         return None, None, (f"earlier imports created {len(ids)} clients with this name (ClientIds "
                             f"{', '.join(map(str, ids))}): put the right ClientId in the row")

@@ -279,7 +279,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
         _refuse_errors(source, checks.custom_field_problems(frame.columns, live_custom_fields(live)), paths,
                        before="nothing was written")
     plans = D.plan_rows(edits, live.records, diff_options, universe=live.universe,
-                        created_before=applied.created_names(settings.account_dir), written=written)
+                        created_before=applied.created_names(settings.account_dir),
+                        created_here=applied.created_names(settings.account_dir, source), written=written)
     # Matches found in live, and damage found against live (no base): before any write.
     _refuse_errors(source, checks.same_client_problems(plans) + checks.damage_problems(plans)
                    + checks.scientific_notation_problems(plans), paths, before="nothing was written")
@@ -483,7 +484,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
                 client, todo, checkpoint, tz=prepared.timezone, clock=client.clock, outcome=outcome,
                 should_stop=lambda: hooks.should_stop() or client.clock.stop_requested(),
                 on_created=lambda plan: applied.record_created(settings.account_dir, plan.client_id,
-                                                               *plan.name_key),
+                                                               *plan.name_key, source=prepared.source),
                 on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
                 on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
                                                      plan.client_id, plan.changes))

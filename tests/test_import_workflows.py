@@ -480,3 +480,19 @@ def _export_id(folder: Path) -> str:
     import json
 
     return json.loads((folder / "manifest.json").read_text())["export_id"]
+
+
+def test_a_new_row_whose_email_is_edited_after_its_import_is_not_created_twice(sandbox, run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(export)
+    new = {**{k: "" for k in header}, "FirstName": "Zed", "LastName": "Quux", "Email": "zed1@example.org"}
+    write_rows(export, header, rows + [new])
+    assert import_(run_cli, export).exit_code == 0
+    new["Email"] = "zed2@example.org"                   # the file's ClientId cell is still empty
+    write_rows(export, header, rows + [new])
+
+    result = import_(run_cli, export)
+
+    assert result.exit_code == 0, result.output
+    zeds = [c for c in sandbox.store.clients.values() if (c["FirstName"], c["LastName"]) == ("Zed", "Quux")]
+    assert [c["Email"] for c in zeds] == ["zed2@example.org"]
