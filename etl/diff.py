@@ -140,7 +140,6 @@ class RowPlan:
     body: dict | None = None        # the full profile to POST (None: no save)
     message: str = ""
     name_key: tuple[str, str] | None = None   # (first, last) of a create, to recognise it later
-    tags_after: list[str] | None = None       # the client's tags once the tag calls are done
 
     @property
     def writes(self) -> int:
@@ -470,13 +469,13 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
         current = _value(live_row[col]) if col in live_row.index else None
         if _same(col, current, new, options.date_order):
             continue
-        if edit.base is None:   # two-way: the damage check compares with live instead
+        base_value = edit.base.get(col) if edit.base is not None else None
+        if base_value is None:   # no exported value (two-way, a column the base lacks): check against live
             kind = DMG.classify(current, new) if F.kind_of(col) == "text" else None
             if kind is not None:
                 damage.append(DMG.Damage(edit.row, col, new, current, kind))
                 continue
-        else:
-            base_value = edit.base.get(col)
+        if edit.base is not None:
             if _staff_changed(col, current, base_value, written.get((edit.client_id, col))) \
                     and not options.prefer_file:
                 conflicts.append(Conflict(col, base_value, new, current))
@@ -491,20 +490,25 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
     _name_follows(changes, edit, live_row)
     live_tags = _tags(live_record.get("Tags"))
     if edit.tags_exact is not None:
-        adds = sorted(edit.tags_exact - live_tags)
-        removes = sorted(live_tags - edit.tags_exact)
+        wanted = set(edit.tags_exact)
+        tag_damage = _tag_damage(edit.row, wanted, live_tags)     # two-way: against live
+        damage += tag_damage
+        wanted = (wanted - {d.file_value for d in tag_damage}) | {d.base_value for d in tag_damage}
+        adds = sorted(wanted - live_tags)
+        removes = sorted(live_tags - wanted)
     else:
-        adds = sorted(edit.tags_add - live_tags)
-        removes = sorted(edit.tags_remove & live_tags)
-        ours = written.get((edit.client_id, "Tags"))
-        if ours is not None:     # already done by an import of ours, then undone by staff
-            done = _tags(ours.value)
-            adds = [t for t in adds if t not in done]
-            removes = [t for t in removes if t in done]
+        wanted = set(edit.tags_add)
+        if edit.base is None:
+            tag_damage = _tag_damage(edit.row, wanted, live_tags)
+            damage += tag_damage
+            wanted -= {d.file_value for d in tag_damage}
+        # A tag change an import of ours made, then staff undid, is not made again.
+        adds = sorted(t for t in wanted - live_tags if _our_last_tag_op(written, edit.client_id, t) != "+")
+        removes = sorted(t for t in edit.tags_remove & live_tags
+                         if _our_last_tag_op(written, edit.client_id, t) != "-")
     plan = RowPlan(edit.row, edit.client_id, UPDATE, changes=changes, tag_adds=adds,
                    tag_removes=removes, ignored=edit.ignored, damage=tuple(damage), kept=kept,
-                   message=_matched_note(edit),
-                   tags_after=sorted((live_tags | set(adds)) - set(removes)) if adds or removes else None)
+                   message=_matched_note(edit))
     if conflicts:
         plan.action, plan.conflicts = CONFLICT, conflicts
         plan.changes, plan.tag_adds, plan.tag_removes = [], [], []
@@ -515,6 +519,21 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
     if plan.writes == 0:
         plan.action = UNCHANGED
     return plan
+
+
+def tag_op_field(tag: str, add: bool) -> str:
+    """The ``written`` key of a tag call an import made: ``Tags+<tag>`` or ``Tags-<tag>``."""
+    return f"Tags{'+' if add else '-'}{tag}"
+
+
+def _our_last_tag_op(written, client_id, tag: str) -> str | None:
+    """"+" or "-": the last call an import of ours made for this tag since the base."""
+    added, removed = written.get((client_id, tag_op_field(tag, True))), written.get((client_id, tag_op_field(tag, False)))
+    if added is None and removed is None:
+        return None
+    if removed is None or (added is not None and added.at >= removed.at):
+        return "+"
+    return "-"
 
 
 def _staff_changed(col: str, current, base_value, ours: Written | None) -> bool:

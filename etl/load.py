@@ -27,7 +27,7 @@ from typing import Callable
 
 from .checkpoint import Checkpoint
 from .clock import SystemClock
-from .diff import CREATE, Change, RowPlan, merged_body, normalized
+from .diff import CREATE, Change, RowPlan, merged_body, normalized, tag_op_field
 from .errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
 from .reports import RowResult
 
@@ -57,8 +57,9 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
                outcome: ApplyOutcome | None = None) -> ApplyOutcome:
     """Send every row's operations; returns each touched row's result.
 
-    ``on_saved(plan)`` hears of each save that landed and, as a plan with one ``Tags``
-    change, of each row's completed tag calls (the import records both over the base).
+    ``on_saved(plan)`` hears of each save that landed and, as a plan of ``Tags+<tag>`` /
+    ``Tags-<tag>`` changes (``diff.tag_op_field``), of each row's completed tag calls: the
+    import records both, to tell its own changes in IntakeQ from staff's.
 
     Stops at the first ``BudgetExhausted``, ``Interrupted``, or any other ``EtlError`` that
     is not a row's own failure (``stopped_by``): the row in hand stays in the checkpoint as
@@ -98,9 +99,10 @@ def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids,
             _tag(client, plan.row, client_id, tag, True, cp, clock, just_created=plan.action == CREATE)
         for tag in plan.tag_removes:
             _tag(client, plan.row, client_id, tag, False, cp, clock, just_created=False)
-        if plan.action != CREATE and plan.tags_after is not None:
-            on_saved(RowPlan(plan.row, client_id, plan.action,
-                             changes=[Change("Tags", None, plan.tags_after)]))
+        if plan.action != CREATE and (plan.tag_adds or plan.tag_removes):
+            on_saved(RowPlan(plan.row, client_id, plan.action, changes=[
+                Change(tag_op_field(t, add), None, True)
+                for add, tags in ((True, plan.tag_adds), (False, plan.tag_removes)) for t in tags]))
     except _RowFailed as exc:
         cp.finish(plan.row, exc.status, client_id=plan.client_id, fields=fields, error=exc.message)
         return RowResult(plan.row, plan.client_id, exc.status, fields, exc.message)

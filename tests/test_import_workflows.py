@@ -496,3 +496,35 @@ def test_a_new_row_whose_email_is_edited_after_its_import_is_not_created_twice(s
     assert result.exit_code == 0, result.output
     zeds = [c for c in sandbox.store.clients.values() if (c["FirstName"], c["LastName"]) == ("Zed", "Quux")]
     assert [c["Email"] for c in zeds] == ["zed2@example.org"]
+
+
+def test_a_tag_staff_added_and_removed_around_an_import_is_still_added_by_a_sibling(sandbox, run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "export")
+    a, header, rows_a = copy_of(export, "a.csv")
+    b, _, rows_b = copy_of(export, "b.csv")
+    cid = int(rows_a[0]["ClientId"])
+    sandbox.store.staff_edit(cid, Tags=sandbox.store.clients[cid]["Tags"] + ["vip"])
+    rows_a[0]["Tags"] = "; ".join(filter(None, [rows_a[0]["Tags"], "from-a"]))
+    write_rows(a, header, rows_a)
+    assert import_(run_cli, a).exit_code == 0               # our import's tag call: +from-a only
+    sandbox.store.staff_edit(cid, Tags=[t for t in sandbox.store.clients[cid]["Tags"] if t != "vip"])
+    rows_b[0]["Tags"] = "; ".join(filter(None, [rows_b[0]["Tags"], "vip"]))
+    write_rows(b, header, rows_b)
+
+    result = import_(run_cli, b)
+
+    assert result.exit_code == 0, result.output
+    assert "vip" in sandbox.store.clients[cid]["Tags"]
+
+
+def test_without_a_base_a_tag_saved_in_windows_1252_is_not_a_new_tag(sandbox, run_cli, tmp_path):
+    cid = min(sandbox.store.clients)
+    sandbox.store.staff_edit(cid, Tags=["café ☕"])
+    path = tmp_path / "foreign.csv"
+    path.write_bytes(f"ClientId,Tags\n{cid},café ?\n".encode("cp1252"))
+
+    result = import_(run_cli, path, "--base", "none", "--encoding", "cp1252")
+
+    assert result.exit_code == 0, result.output
+    assert writes(sandbox) == []
+    assert sandbox.store.clients[cid]["Tags"] == ["café ☕"]
