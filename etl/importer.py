@@ -238,7 +238,8 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
 
 
 def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
-            checkpoint: Checkpoint | None, echo: Callable[[str], None] = print) -> Prepared:
+            checkpoint: Checkpoint | None, echo: Callable[[str], None] = print,
+            show_values: bool = False) -> Prepared:
     """Everything up to the plan: reads only (no write is sent)."""
     source = Path(source)
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
@@ -284,7 +285,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     # Matches found in live, and damage found against live (no base): before any write.
     _refuse_errors(source, checks.same_client_problems(plans) + checks.damage_problems(plans)
                    + checks.scientific_notation_problems(plans), paths, before="nothing was written")
-    for line in DMG.summary_lines([d for p in plans for d in p.damage]):
+    for line in DMG.summary_lines([d for p in plans for d in p.damage], examples=1 if show_values else 0):
         echo(line)
     kept = sum(len(p.kept) for p in plans)
     if kept:
@@ -399,6 +400,10 @@ class RunOutcome:
 class Hooks:
     """How a run talks to its caller (the CLI prints; a notebook may ignore)."""
 
+    # Example cell values in messages (damage lines): client data, so only for a person at
+    # a terminal, never for a scheduler's log.
+    show_values = False
+
     def say(self, message: str) -> None: ...
     def planned(self, prepared: Prepared, estimate: dict) -> None: ...
     def confirm(self, estimate: dict) -> bool: return True
@@ -446,7 +451,8 @@ def _prepare_when_budget_allows(client, settings, source: Path, opts: ImportOpti
     """``prepare``; with ``wait``, a budget used up while planning is slept through."""
     while True:
         try:
-            return prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say)
+            return prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say,
+                           show_values=hooks.show_values)
         except BudgetExhausted as exc:
             if not wait or exc.frees_at is None:
                 raise

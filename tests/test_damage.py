@@ -59,3 +59,14 @@ def test_looks_like_number_form(text, expected):
                                             ("1.23456789012E+11", "123456789012")])
 def test_a_repair_of_an_exported_number_form_is_an_edit(exported, file):
     assert classify(exported, file) is None
+
+
+def test_summary_lines_show_cell_values_only_when_asked():
+    from etl.codec.damage import Damage, summary_lines
+
+    damage = [Damage(2, "PostalCode", "2134.0", "02134", REFORMATTED),
+              Damage(5, "PostalCode", "7030", "07030", REFORMATTED)]
+    assert summary_lines(damage, examples=1) == [
+        "PostalCode: 2 cell(s) look reformatted by a spreadsheet (e.g. row 2: 02134 → 2134.0); kept as exported"]
+    assert summary_lines(damage, examples=0) == [
+        "PostalCode: 2 cell(s) look reformatted by a spreadsheet (first: row 2); kept as exported"]

@@ -237,6 +237,7 @@ class _CliHooks:
 
     def __init__(self, paths, settings, *, quiet: bool, ask: bool):
         self.paths, self.settings, self.quiet, self.ask = paths, settings, quiet, ask
+        self.show_values = sys.stderr.isatty()      # a person reads it, not a log file
 
     def say(self, message: str) -> None:
         click.echo(message, err=True)

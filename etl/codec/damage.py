@@ -164,28 +164,27 @@ def _serial_date(base: str, file: str) -> str | None:
 
 
 def summary_lines(damage: list[Damage], *, examples: int = 1) -> list[str]:
-    """One line per column and kind: the count and a first example (the plan and terminal).
-
-    Values are the admin's data: the lines go to the terminal like the plan's other
-    lines, never to logs.
+    """One line per column and kind: the count and, with ``examples``, the first cells
+    (``e.g. row 2: 02134 → 2134.0``). Values are the admin's data: examples only for a
+    person at a terminal (the caller decides), never for a log; the plan file has them all.
     """
     groups: dict[tuple[str, str], list[Damage]] = {}
     for d in damage:
         groups.setdefault((d.column, d.kind), []).append(d)
     lines = []
     for (column, kind), items in groups.items():
-        first = ", ".join(f"row {d.row}: {d.base_value} → {d.file_value}" for d in items[:examples])
+        rows = ", ".join(f"row {d.row}: {d.base_value} → {d.file_value}" for d in items[:examples])
+        first = f" (e.g. {rows})" if rows else f" (first: row {items[0].row})"
         n = len(items)
         if kind == REFORMATTED:
-            lines.append(f"{column}: {n} cell(s) look reformatted by a spreadsheet (e.g. {first}); "
-                         "kept as exported")
+            lines.append(f"{column}: {n} cell(s) look reformatted by a spreadsheet{first}; kept as exported")
         elif kind == CHARS_REPLACED:
-            lines.append(f"{column}: {n} cell(s) have '?' in place of characters (e.g. {first}): the file "
-                         "was saved in an encoding that cannot hold them; kept as exported. Save as "
-                         "\"CSV UTF-8\" next time")
+            lines.append(f"{column}: {n} cell(s) have '?' in place of characters{first}: the file was saved "
+                         "in an encoding that cannot hold them; kept as exported. Save as \"CSV UTF-8\" "
+                         "next time")
         else:
-            lines.append(f"{column}: {n} cell(s) lost digits to a spreadsheet's number format (e.g. "
-                         f"{first}): format the column as Text and re-save, or re-export")
+            lines.append(f"{column}: {n} cell(s) lost digits to a spreadsheet's number format{first}: format "
+                         "the column as Text and re-save, or re-export")
     return lines
 
 
