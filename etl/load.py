@@ -23,6 +23,7 @@ Failures:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .checkpoint import Checkpoint
@@ -69,13 +70,16 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
     """
     clock = clock or SystemClock()
     outcome = outcome if outcome is not None else ApplyOutcome()   # the caller's: kept if a bug escapes
+    fresh = FreshProfiles(client, clock, tz)
     for plan in (p for p in plans if p.writes):
         if should_stop():
             outcome.stopped_by = Interrupted("stopped by Ctrl-C after the request in flight")
             break
         try:
+            if plan.body is not None and plan.action != CREATE:
+                fresh.refresh_if_old()
             outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids, on_saved,
-                                                   on_created)
+                                                   on_created, fresh)
         except EtlError as exc:          # BudgetExhausted, Interrupted (Ctrl-C), or an error every later row would meet
             outcome.stopped_by = exc
             break
@@ -85,7 +89,7 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
 
 
 def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids, on_saved,
-               on_created=lambda plan: None) -> RowResult:
+               on_created=lambda plan: None, fresh: "FreshProfiles | None" = None) -> RowResult:
     fields = tuple(c.field for c in plan.changes) + (("Tags",) if plan.tag_adds or plan.tag_removes else ())
     try:
         client_id = plan.client_id
@@ -93,7 +97,7 @@ def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids,
             client_id = _create(client, plan, cp, clock, known_ids(plan))
             on_created(plan)
         elif plan.body is not None:
-            _save(client, plan, cp, tz)
+            _save(client, plan, cp, tz, fresh.body_for(plan) if fresh is not None else plan.body)
             on_saved(plan)
         for tag in plan.tag_adds:
             _tag(client, plan.row, client_id, tag, True, cp, clock, just_created=plan.action == CREATE)
@@ -128,8 +132,52 @@ def _left_unverified(plan: RowPlan, cp: Checkpoint, fields: tuple, exc) -> RowRe
 # --------------------------------------------------------------------------- saves
 
 
-def _save(client, plan: RowPlan, cp: Checkpoint, tz: str) -> None:
-    body = plan.body
+REFRESH_SECONDS = 600.0     # how old planned profiles may get before IntakeQ is asked what changed
+
+
+class FreshProfiles:
+    """Keeps the bodies of a long run's saves from going stale.
+
+    A save replaces the whole client, and its body is the live profile read while
+    planning; at 10 requests a minute the 500th save goes out nearly an hour later, and a
+    body that old would undo what staff changed meanwhile. So every ``REFRESH_SECONDS``
+    of applying, one listing of the clients updated since (a request per 100 of them, not
+    one per client) tells which planned clients changed: their bodies are merged again
+    from the fresh profile, and a row whose changed field staff changed too becomes a
+    conflict instead of a write.
+    """
+
+    def __init__(self, client, clock, tz: str):
+        self.client, self.clock, self.tz = client, clock, tz
+        self.as_of = clock.time()
+        self.profiles: dict[int, dict] = {}
+
+    def refresh_if_old(self) -> None:
+        if self.clock.time() - self.as_of < REFRESH_SECONDS:
+            return
+        # The API filters by day (yyyy-MM-dd, in a zone it does not state): a day's margin.
+        since = (datetime.fromtimestamp(self.as_of, timezone.utc) - timedelta(days=1)).date()
+        self.as_of = self.clock.time()
+        for record in self.client.iter_clients(date_updated_start=since):
+            self.profiles[int(record["ClientId"])] = record
+
+    def body_for(self, plan: RowPlan) -> dict:
+        record = self.profiles.get(plan.client_id)
+        if record is None or record.get("LastUpdateDate") == plan.body.get("LastUpdateDate"):
+            return plan.body
+        from .codec import clients_to_frame
+
+        now = clients_to_frame([record], tz=self.tz).iloc[0]
+        clashes = [c.field for c in plan.changes
+                   if normalized(c.field, now.get(c.field)) not in (normalized(c.field, c.old),
+                                                                     normalized(c.field, c.new))]
+        if clashes:
+            raise _RowFailed("conflict", f"{', '.join(clashes)} changed in IntakeQ while this run was "
+                                         "sending: not written; run the same command again to see the conflict")
+        return merged_body(record, plan.changes, self.tz)
+
+
+def _save(client, plan: RowPlan, cp: Checkpoint, tz: str, body: dict) -> None:
     for attempt in range(TRANSIENT_TRIES):
         cp.begin(plan.row, "save", client_id=plan.client_id)
         try:

@@ -466,3 +466,39 @@ def test_a_write_with_no_answer_for_a_while_says_what_it_is_waiting_for(sandbox,
     assert result.exit_code == 0, result.output
     assert "note: waiting for IntakeQ to answer POST clients (no answer for 0 s;" in result.output
     assert "never sent again blindly" in result.output
+
+
+def test_a_long_run_keeps_staff_edits_made_while_it_was_sending(sandbox, run_cli, settings, tmp_path):
+    """At 10/min a long run's last saves go out long after planning; a save replaces the
+    whole client, so the bodies are refreshed from what IntakeQ says changed meanwhile."""
+    from etl.importer import Hooks
+
+    sandbox.reset(n_clients=30, seed=13)
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    cities = {int(r["ClientId"]): f"Longrun {i}" for i, r in enumerate(rows[:15])}
+    for r in rows[:15]:
+        r["City"] = cities[int(r["ClientId"])]
+    write_rows(path, header, rows)
+    other_field, same_field = list(cities)[-2:]
+
+    class StaffMeanwhile(Hooks):
+        def row_done(self, plan):
+            if plan.client_id == list(cities)[0]:
+                sandbox.store.staff_edit(other_field, Email="staff.meanwhile@example.org")
+                sandbox.store.staff_edit(same_field, City="Staff City")
+
+    slow = settings.with_(max_per_minute=1)               # a request a minute: 15 saves take 15 min
+    client = IntakeQClient(slow, clock=FakeClock(time.time()))
+    opts, paths = ImportOptions(), Paths.beside(path)
+    with Checkpoint(paths.checkpoint, plan_identity(path, opts)) as cp:
+        run = run_import(client, slow, path, opts, paths, checkpoint=cp, hooks=StaffMeanwhile())
+    client.close()
+
+    clients = sandbox.store.clients
+    assert clients[other_field]["Email"] == "staff.meanwhile@example.org"      # kept, not overwritten
+    assert clients[other_field]["City"] == cities[other_field]
+    assert clients[same_field]["City"] == "Staff City"                         # a conflict, not a write
+    statuses = {r.client_id: r.status for r in run.results.values()}
+    assert statuses[same_field] == "conflict"
+    assert sum(1 for s in statuses.values() if s == "updated") == 14
