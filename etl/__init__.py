@@ -15,7 +15,8 @@ _LAZY = {
     "frame_to_records": ("etl.codec", "frame_to_records"),
     "read_table": ("etl.codec", "read_table"),
     "write_table": ("etl.codec", "write_table"),
-    "export_clients": ("etl.extract", "export_clients"),
+    "export_clients": ("etl.export", "export_clients"),
+    "ExportOptions": ("etl.export", "ExportOptions"),
 }
 
 __all__ = ["__version__", *_LAZY]

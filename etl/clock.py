@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 
 from .errors import Interrupted
 
 STOP_POLL_SECONDS = 0.2
 STOPPED_MESSAGE = "interrupted (Ctrl-C): no further request was sent"
+
+
+def iso_ms(moment: datetime) -> str:
+    """A UTC moment (a datetime or pandas Timestamp) as ISO 8601 with milliseconds and a
+    ``Z``: ``2026-11-25T18:48:27.120Z``. The one format of instants in files and manifests."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class _Stoppable:

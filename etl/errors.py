@@ -197,3 +197,15 @@ class Interrupted(EtlError):
 def format_epoch(epoch: float) -> str:
     """An epoch second as a readable UTC time, for messages."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class ExportIncomplete(BudgetExhausted):
+    """(Under ``BudgetExhausted``, exit 75.) The budget ran out while an export fetched
+    diagnoses: the clients file and the diagnoses fetched so far were written, and
+    ``result`` (an ``etl.export.ExportResult``) is what was written; the same command
+    continues."""
+
+    def __init__(self, message: str, *, result, used: int | None = None,
+                 limit: int | None = None, frees_at: float | None = None):
+        super().__init__(message, used=used, limit=limit, frees_at=frees_at)
+        self.result = result

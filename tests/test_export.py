@@ -17,7 +17,7 @@ import pytest
 
 from etl import fields
 from etl.clock import FakeClock
-from etl.manifest import load_manifest, verify_manifest
+from etl.export.manifest import load_manifest, verify_manifest
 from etl.snapshots import SnapshotStore
 
 DAY = 86_400
@@ -144,12 +144,13 @@ def test_json_summary_line(sandbox, run_cli, tmp_path):
 
 
 def test_json_summary_line_even_when_interrupted(sandbox, run_cli, tmp_path, monkeypatch):
-    import etl.extract
+    from etl.api import IntakeQClient
 
-    def interrupted(*args, **kwargs):
+    def interrupted(self, **query):
         raise KeyboardInterrupt
+        yield   # a generator, like the real one
 
-    monkeypatch.setattr(etl.extract, "_fetch_clients", interrupted)
+    monkeypatch.setattr(IntakeQClient, "iter_pages", interrupted)
     result = run_cli("export", "--out", tmp_path / "exports", "--json", "--quiet")
     assert result.exit_code == 130
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -392,12 +393,12 @@ def test_budget_exhausted_mid_way_exits_75_and_leaves_the_previous_export(sandbo
 def test_server_errors_mid_way_leave_the_previous_export(sandbox, settings, tmp_path):
     from etl.api import IntakeQClient
     from etl.errors import ApiError
-    from etl.extract import export_clients
+    from etl.export import export_clients
     from etl.sandbox import Faults
 
     sandbox.reset(n_clients=250)
     out = tmp_path / "exports"
-    export_clients(settings, out=out, progress=False)
+    export_clients(settings, out=out)
     before = _snapshot_dir(out)
 
     class FailsAfterFirstPage(IntakeQClient):
@@ -409,26 +410,25 @@ def test_server_errors_mid_way_leave_the_previous_export(sandbox, settings, tmp_
 
     client = FailsAfterFirstPage(settings, clock=FakeClock())   # retries back off instantly
     with pytest.raises(ApiError):
-        export_clients(client, out=out, progress=False)
+        export_clients(client, out=out)
     assert any(e.status == 503 for e in sandbox.log)
     assert _snapshot_dir(out) == before
 
 
 def test_a_failed_write_leaves_no_temp_file(sandbox, settings, tmp_path, monkeypatch):
-    from etl import extract
     from etl.errors import EtlError
-    from etl.extract import export_clients
+    from etl.export import export_clients
 
     out = tmp_path / "exports"
-    export_clients(settings, out=out, progress=False)
+    export_clients(settings, out=out)
     before = _snapshot_dir(out)
 
     def broken_save(self, *args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(extract.SnapshotStore, "save", broken_save)
+    monkeypatch.setattr(SnapshotStore, "save", broken_save)
     with pytest.raises(EtlError, match="disk full; the previous export"):
-        export_clients(settings, out=out, progress=False)
+        export_clients(settings, out=out)
     assert _snapshot_dir(out) == before
 
 
@@ -520,9 +520,18 @@ def test_diagnoses_of_a_client_deleted_meanwhile_are_skipped_not_fatal(sandbox, 
 def test_library_returns_frames_without_writing_files(sandbox, settings, tmp_path):
     from etl import export_clients
 
-    messages = []
-    result = export_clients(settings, progress=False, notify=messages.append,
-                            include_deleted=True)
+    from etl.export import ExportHooks
+
+    class Heard(ExportHooks):
+        def __init__(self):
+            self.messages = []
+
+        def say(self, message):
+            self.messages.append(message)
+
+    hooks = Heard()
+    messages = hooks.messages
+    result = export_clients(settings, hooks=hooks, include_deleted=True)
     assert result.out is None and result.files == []
     assert len(result.clients) == 20
     assert str(result.clients["ClientId"].dtype) == "Int64"
@@ -530,7 +539,7 @@ def test_library_returns_frames_without_writing_files(sandbox, settings, tmp_pat
     assert result.manifest["requests"] == 2
     assert any("full export" in m for m in messages)
     # the snapshot was stored: the next incremental run builds on it
-    again = export_clients(settings, progress=False, incremental=True)
+    again = export_clients(settings, incremental=True)
     assert again.mode == "incremental"
     pd.testing.assert_frame_equal(again.clients, result.clients)
 
@@ -538,9 +547,9 @@ def test_library_returns_frames_without_writing_files(sandbox, settings, tmp_pat
 # -- snapshots ------------------------------------------------------------------------------
 
 def test_snapshot_store_round_trip_newest_and_retention(sandbox, settings):
-    from etl.extract import export_clients
+    from etl.export import export_clients
 
-    frame = export_clients(settings, progress=False, save_snapshot=False).clients
+    frame = export_clients(settings, save_snapshot=False).clients
     store = SnapshotStore(settings)
     for i in range(7):
         store.save(f"2026010{i}T000000Z-aaaaa{i}", frame,

@@ -216,7 +216,7 @@ def test_no_sqlite_store_opens_its_file_through_a_link(settings, tmp_path, store
     from etl import applied
     from etl.api.ledger import Ledger
     from etl.checkpoint import Checkpoint
-    from etl.diagnoses_progress import DiagnosesProgress
+    from etl.export.diagnoses import DiagnosesProgress
     from etl.errors import PathError
 
     account = settings.account_dir

@@ -1,12 +1,33 @@
-"""``intakeq-etl export``: parse options, call :func:`etl.extract.export_clients`, report."""
+"""``intakeq-etl export``: parse options, call :func:`etl.export.export_clients`, report."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from ..errors import EXIT_OK, EtlError
+from ..codec.formats import FORMATS
+from ..errors import EXIT_OK, EtlError, ExportIncomplete
+from ..export.hooks import ExportHooks
 from .output import exit_status_and_error, print_json_line
+from .ui import pages_bar, progress_default
+
+
+class _CliHooks(ExportHooks):
+    """The export's voice on the terminal: messages on stderr, a tqdm bar at a terminal."""
+
+    def __init__(self, client, *, quiet: bool):
+        self.client = client
+        self.quiet = quiet
+        self.bars = (not quiet) and progress_default()
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    def progress(self, total, *, desc, unit):
+        if not self.bars:
+            return super().progress(total, desc=desc, unit=unit)
+        return pages_bar(total, desc=desc, unit=unit, estimate=self.client.estimate_seconds)
 
 
 def _summary(result=None, *, status: int, error: str | None = None, out=None) -> dict:
@@ -36,7 +57,7 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write clients.<ext>, manifest.json (and the others) to; "
                    "created owner-only (0700) when missing; an existing folder keeps its mode.")
-@click.option("--format", "format_", type=click.Choice(["csv", "parquet", "xlsx"]),
+@click.option("--format", "format_", type=click.Choice(FORMATS),
               default="csv", show_default=True, help="File format.")
 @click.option("--incremental", is_flag=True,
               help="Fetch only what changed since the last export's snapshot (falls back to a "
@@ -77,7 +98,7 @@ def export(ctx, out, format_, incremental, full_refresh, include_deleted, includ
     the import. Exit 0 done; 1 error; 75 the daily budget ran out (nothing partial
     written; run again when the message says).
     """
-    from ..extract import export_clients, progress_default
+    from ..export import ExportOptions, export_clients
 
     app = ctx.obj
     if quiet:   # errors only: no notes about waits either
@@ -85,29 +106,26 @@ def export(ctx, out, format_, incremental, full_refresh, include_deleted, includ
 
         logging.getLogger("etl").setLevel(logging.WARNING)
 
-    def say(message: str) -> None:
-        if not quiet:
-            click.echo(message, err=True)
-
     try:
         client = app.client()
-        result = export_clients(
-            client, out=out, format=format_, incremental=incremental,
-            full_refresh=full_refresh, include_deleted=include_deleted,
-            include_diagnoses=include_diagnoses, columns=columns, search=search,
-            created_since=created_since, updated_since=updated_since, custom=list(custom),
-            external_id=external_id, timezone=timezone_, formula_guard=not no_formula_guard,
-            progress=(not quiet) and progress_default(), notify=say,
-        )
+        hooks = _CliHooks(client, quiet=quiet)
+        options = ExportOptions(
+            out=out, format=format_, incremental=incremental, full_refresh=full_refresh,
+            include_deleted=include_deleted, include_diagnoses=include_diagnoses,
+            columns=columns, search=search, created_since=created_since,
+            updated_since=updated_since, custom=list(custom), external_id=external_id,
+            timezone=timezone_, formula_guard=not no_formula_guard)
+        result = export_clients(client, options, hooks=hooks)
     except (EtlError, KeyboardInterrupt) as exc:   # a scheduler's log gets its line either way
         if as_json:
             code, message = exit_status_and_error(exc)
-            print_json_line(_summary(getattr(exc, "result", None), status=code, error=message, out=out))
+            partial = exc.result if isinstance(exc, ExportIncomplete) else None
+            print_json_line(_summary(partial, status=code, error=message, out=out))
         raise
     manifest = result.manifest
     rows = manifest["rows"]
     extra = "".join(f", {n} {k.replace('_', ' ')}" for k, n in rows.items() if k != "clients")
-    say(f"export {manifest['export_id']}: {manifest['mode']}, {rows['clients']} clients{extra}, "
-        f"{manifest['requests']} request(s) → {out}")
+    hooks.say(f"export {manifest['export_id']}: {manifest['mode']}, {rows['clients']} clients{extra}, "
+              f"{manifest['requests']} request(s) → {out}")
     if as_json:
         print_json_line(_summary(result, status=EXIT_OK))

@@ -11,16 +11,25 @@
 Column knowledge (kinds, writable/read-only) lives in :mod:`etl.fields`; the cell format
 of each kind is described in :mod:`etl.codec.text`.
 """
-from .files import FORMATS, format_of
-from .model import ERROR, WARNING, Problem, Table
-from .records import (clients_to_frame, custom_field_labels, date_to_ms, diagnoses_to_frame,
-                      frame_to_records, to_api_value)
-from .tables import read_table, write_table
-from .text import decode_tags, encode_tags, guard, normalized, normalized_frame, unguard
+from __future__ import annotations
 
-__all__ = [
-    "ERROR", "FORMATS", "WARNING", "Problem", "Table", "clients_to_frame", "custom_field_labels",
-    "date_to_ms", "decode_tags", "diagnoses_to_frame", "encode_tags", "format_of",
-    "frame_to_records", "guard", "normalized", "normalized_frame", "read_table",
-    "to_api_value", "unguard", "write_table",
-]
+# Loaded on first use (as in ``etl``): ``etl.codec.formats`` stays cheap for the CLI's --help.
+_LAZY = {
+    "FORMATS": "formats", "format_of": "files",
+    "ERROR": "model", "WARNING": "model", "Problem": "model", "Table": "model",
+    "clients_to_frame": "records", "custom_field_labels": "records", "date_to_ms": "records",
+    "diagnoses_to_frame": "records", "frame_to_records": "records", "to_api_value": "records",
+    "read_table": "tables", "write_table": "tables",
+    "decode_tags": "text", "encode_tags": "text", "guard": "text", "normalized": "text",
+    "normalized_frame": "text", "unguard": "text",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

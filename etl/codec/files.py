@@ -8,9 +8,9 @@ import pandas as pd
 
 from .. import fields
 from ..errors import InputError
+from .formats import FORMATS
 from .text import kind_for
 
-FORMATS = ("csv", "parquet", "xlsx")
 _EXTENSIONS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                ".xlsx": "xlsx", ".xlsm": "xlsx"}
 

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import fields
+from ..clock import iso_ms
 from ..errors import ConfigError
 from .model import ERROR, Problem
 
@@ -690,7 +691,7 @@ def _is_na(value) -> bool:
 
 def _instant_text(ts: pd.Timestamp) -> str:
     ts = ts.tz_convert("UTC") if ts.tzinfo else ts.tz_localize("UTC")
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return iso_ms(ts)
 
 
 def _comparable_text(column: str, arr: pa.Array, date_order: str = MONTH_FIRST) -> pa.Array:

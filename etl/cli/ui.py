@@ -1,0 +1,56 @@
+"""What a person sees on stderr: the progress bar (tqdm), only at a terminal.
+
+The library reports progress through hooks; the bar is drawn here, so a notebook or a
+scheduler's log never gets one unasked.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Callable, Iterator
+
+
+def progress_default() -> bool:
+    """A bar only when stderr is a terminal (never in a scheduler's log)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class PagesBar:
+    """A tqdm bar on stderr that shows the clients seen and, when the steps left are
+    known, the time the request throttle needs for them (``estimate(remaining)``)."""
+
+    def __init__(self, bar, estimate: Callable[[int], float | None] | None = None):
+        self._bar = bar
+        self._estimate = estimate
+
+    def update(self, n: int = 1, *, clients: int | None = None,
+               remaining: int | None = None) -> None:
+        postfix = {}
+        if clients is not None:
+            postfix["clients"] = clients
+        if remaining and self._estimate is not None:
+            try:
+                eta = self._estimate(remaining)
+            except Exception:  # pragma: no cover - estimate is best effort
+                eta = None
+            if eta:
+                postfix["throttle_eta"] = f"{eta:.0f}s"
+        if postfix:
+            self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update(n)
+
+
+@contextlib.contextmanager
+def pages_bar(total: int | None, *, desc: str, unit: str,
+              estimate: Callable[[int], float | None] | None = None) -> Iterator[PagesBar]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+               dynamic_ncols=True)
+    try:
+        yield PagesBar(bar, estimate)
+    finally:
+        bar.close()

@@ -1,0 +1,164 @@
+"""What an export is asked to do: one :class:`ExportOptions`, checked when it is made.
+
+The CLI builds one from its flags; a notebook passes the same names as keywords to
+:func:`etl.export.export_clients`. A bad value is a :class:`~etl.errors.ConfigError`
+raised before any request (in the order the CLI always checked them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from .. import fields
+from ..codec.formats import FORMATS
+from ..errors import ConfigError
+
+
+@dataclass
+class Filters:
+    """The API's own client filters. None of them given: the export is of the whole account."""
+
+    search: str | None = None
+    created_since: date | None = None
+    updated_since: date | None = None
+    custom: dict[str, str] = field(default_factory=dict)
+    external_id: str | None = None
+
+    def any(self) -> bool:
+        return bool(self.search or self.created_since or self.updated_since or self.custom
+                    or self.external_id)
+
+    def api_kwargs(self) -> dict:
+        return {
+            "search": self.search,
+            "date_created_start": self.created_since,
+            "date_updated_start": self.updated_since,
+            "custom": dict(self.custom) or None,
+            "external_client_id": self.external_id,
+        }
+
+    def for_manifest(self) -> dict:
+        """Which filters were given. A search string, an external id and custom-field
+        values can be client data (a name, an email): only their presence is recorded."""
+        return {
+            "search": bool(self.search),
+            "created_since": self.created_since.isoformat() if self.created_since else None,
+            "updated_since": self.updated_since.isoformat() if self.updated_since else None,
+            "custom": sorted(self.custom),
+            "external_id": bool(self.external_id),
+        }
+
+
+@dataclass
+class ExportOptions:
+    """Every option of an export (the CLI's flags), normalised when made.
+
+    ``out``: the folder to write to (None: write no files, return the frames; the snapshot
+    is still stored unless ``save_snapshot`` is False). ``columns``: ``"A,B"`` or a list
+    (ClientId first, always; None: every column). ``custom``: ``["FIELD=VALUE", ...]`` or
+    a dict. ``created_since``/``updated_since``: a date, a datetime or ``yyyy-MM-dd``.
+    """
+
+    out: Path | str | None = None
+    format: str = "csv"
+    incremental: bool = False
+    full_refresh: bool = False
+    include_deleted: bool = False
+    include_diagnoses: bool = False
+    columns: list[str] | str | None = None
+    search: str | None = None
+    created_since: date | str | None = None
+    updated_since: date | str | None = None
+    custom: dict[str, str] | list[str] | None = None
+    external_id: str | None = None
+    timezone: str = "UTC"
+    formula_guard: bool = True
+    save_snapshot: bool = True
+
+    def __post_init__(self):
+        from ..codec.records import zone
+
+        self.format = (self.format or "csv").lower()
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown format {self.format!r}: use csv, parquet or xlsx")
+        self.timezone = self.timezone or "UTC"
+        zone(self.timezone)                     # a ConfigError names a bad one
+        self.columns = parse_columns(self.columns)
+        self.search = self.search or None
+        self.created_since = _as_date(self.created_since, "--created-since")
+        self.updated_since = _as_date(self.updated_since, "--updated-since")
+        self.custom = parse_custom(self.custom)
+        self.external_id = self.external_id or None
+        if self.incremental and self.filters.any() and not self.full_refresh:
+            raise ConfigError("--incremental cannot be combined with --search, --created-since, "
+                              "--updated-since, --custom or --external-id (an incremental export "
+                              "is always of the whole account); drop one of them")
+        if self.out is not None:
+            self.out = Path(self.out).expanduser()
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(search=self.search, created_since=self.created_since,
+                       updated_since=self.updated_since, custom=self.custom,
+                       external_id=self.external_id)
+
+    @property
+    def complete(self) -> bool:
+        """A complete snapshot (of the whole account): what an incremental run builds on."""
+        return not self.filters.any()
+
+
+def parse_columns(columns) -> list[str] | None:
+    """``"A,B"`` or a list → a column list (ClientId first, always); None = every column."""
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        names = [c.strip() for c in columns.split(",")]
+    else:
+        names = [str(c).strip() for c in columns]
+    names = [n for n in names if n]
+    if not names:
+        raise ConfigError("--columns is empty: name at least one column, "
+                          "e.g. --columns ClientId,Email")
+    names = list(dict.fromkeys(names))
+    if "ClientId" not in names:
+        names.insert(0, "ClientId")
+    return names
+
+
+def parse_custom(custom) -> dict[str, str]:
+    """``["sotc=Jane", "custom.Ref=Web"]`` or a dict → {FieldId: value}."""
+    if not custom:
+        return {}
+    if isinstance(custom, dict):
+        items = custom.items()
+    else:
+        items = []
+        for item in map(str, custom):
+            if "=" not in item:
+                raise ConfigError("--custom wants FIELD=VALUE (e.g. --custom sotc=Yes), "
+                                  f"not {item!r}")
+            items.append(item.split("=", 1))
+    out = {}
+    for name, value in items:
+        name = str(name).strip()
+        if fields.is_custom(name):
+            name = fields.custom_field_id(name)
+        if not name:
+            raise ConfigError("--custom wants FIELD=VALUE with a custom field id before '='")
+        out[name] = str(value)
+    return out
+
+
+def _as_date(value, option: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{option} wants a date as yyyy-MM-dd, not {value!r}") from None
