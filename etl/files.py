@@ -228,13 +228,17 @@ def write_text_atomic(target: Path | str, text: str, encoding: str = "utf-8") ->
     return write_bytes_atomic(target, text.encode(encoding))
 
 
-def json_bytes(obj) -> bytes:
+def json_bytes(obj, *, compact: bool = False) -> bytes:
+    """UTF-8 JSON: indented for people (manifests, meta), or ``compact`` for a large
+    machine-read state file (one line, no spaces)."""
+    if compact:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return (json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str)
             + "\n").encode("utf-8")
 
 
-def write_json_atomic(target: Path | str, obj) -> Path:
-    return write_bytes_atomic(target, json_bytes(obj))
+def write_json_atomic(target: Path | str, obj, *, compact: bool = False) -> Path:
+    return write_bytes_atomic(target, json_bytes(obj, compact=compact))
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .. import fields
 from ..clock import SystemClock
-from ..files import atomic_path
+from ..files import write_json_atomic
 from . import seed as seed_mod
 from .records import MS_FIELDS, blank_profile, digits, ms, short_record
 
@@ -156,7 +156,8 @@ class Store:
         if path is None:
             return
         with self.lock:
-            write_json_atomic(path, self.to_document())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, self.to_document(), compact=True)
 
     def _changed(self) -> None:
         self.version += 1
@@ -461,10 +462,3 @@ def day_bounds(text: str, *, end: bool) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp() * 1000 + (1 if end else 0)
-
-
-def write_json_atomic(path: Path | str, document) -> None:
-    """The state file: compact UTF-8 JSON, written atomically and owner-only (0600)."""
-    with atomic_path(path, parents=True) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, ensure_ascii=False, separators=(",", ":"))
