@@ -1,4 +1,4 @@
-"""Unit tests of the import's pure diff (etl/diff.py): find_edits, plan_rows, bodies.
+"""Unit tests of the import's pure diff (etl/importer/diff.py): find_edits, plan_rows, bodies.
 
 Frames are tiny and inline, built with the codec from API-shaped profiles, so each test
 shows the one behaviour it checks. The end-to-end story is in tests/test_import.py.
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from etl.codec import clients_to_frame
-from etl.diff import (CONFLICT, CREATE, FAILED, UNCHANGED, UPDATE, Change, Conflict, Options, RowEdit,
+from etl.importer.diff import (CONFLICT, CREATE, FAILED, UNCHANGED, UPDATE, Change, Conflict, Options, RowEdit,
                       days_needed, find_edits, merged_body, plan_rows)
 from etl.sandbox.records import blank_profile
 

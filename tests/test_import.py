@@ -339,7 +339,7 @@ def test_a_changed_input_file_starts_anew_after_a_finished_run(sandbox, run_cli,
 
 
 def test_a_changed_input_file_refuses_to_resume_an_unfinished_run(sandbox, run_cli, tmp_path):
-    from etl.checkpoint import Checkpoint
+    from etl.importer.checkpoint import Checkpoint
     from etl.importer import ImportOptions, plan_identity
 
     path = export_csv(run_cli, tmp_path / "export")
@@ -399,7 +399,7 @@ def test_a_bad_option_value_leaves_no_checkpoint(sandbox, run_cli, tmp_path, opt
 
 
 def test_a_checkpoint_that_never_sent_anything_is_replaced_silently_by_another_file(sandbox, run_cli, tmp_path):
-    from etl.checkpoint import Checkpoint
+    from etl.importer.checkpoint import Checkpoint
     from etl.importer import ImportOptions, plan_identity
 
     path = export_csv(run_cli, tmp_path / "export")
@@ -541,7 +541,7 @@ def test_a_rerun_whose_only_remaining_row_is_a_conflict_says_it_needs_a_decision
 
 def test_the_conflict_message_counts_in_the_plural():
     from etl.cli.import_ import _nothing_to_write
-    from etl.reports import RowResult
+    from etl.importer.reports import RowResult
 
     conflicts = [RowResult(row, row, "conflict", (), "") for row in (2, 3)]
     assert _nothing_to_write(conflicts) == "nothing to write; 2 conflicts need a decision"

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from etl.api import IntakeQClient, Ledger
-from etl.checkpoint import Checkpoint
+from etl.importer.checkpoint import Checkpoint
 from etl.clock import FakeClock
 from etl.errors import Interrupted
 from etl.importer import ImportOptions, Paths, plan_identity, run_import
@@ -409,7 +409,7 @@ def test_an_error_after_the_first_write_exits_4_naming_the_results_file_and_the_
 
 def test_an_error_planning_again_after_a_wait_exits_4_not_1(sandbox, run_cli, settings, tmp_path, monkeypatch):
     import etl.api.client
-    import etl.importer
+    import etl.importer.run
     from etl.errors import ApiUnreachable
 
     sandbox.reset(n_clients=30, seed=15)
@@ -418,7 +418,7 @@ def test_an_error_planning_again_after_a_wait_exits_4_not_1(sandbox, run_cli, se
     budget = ledger.usage().used_24h + 2 + 5          # the planning reads, then five writes
     ledger.close()
     monkeypatch.setattr(etl.api.client, "SystemClock", lambda: FakeClock(time.time()))  # --wait: no real sleep
-    real_fetch_live, rounds = etl.importer.fetch_live, []
+    real_fetch_live, rounds = etl.importer.run.fetch_live, []
 
     def unreachable_after_the_wait(*args, **kwargs):
         rounds.append(1)
@@ -426,7 +426,7 @@ def test_an_error_planning_again_after_a_wait_exits_4_not_1(sandbox, run_cli, se
             raise ApiUnreachable("cannot reach the server: connection refused")
         return real_fetch_live(*args, **kwargs)
 
-    monkeypatch.setattr(etl.importer, "fetch_live", unreachable_after_the_wait)
+    monkeypatch.setattr(etl.importer.run, "fetch_live", unreachable_after_the_wait)
 
     stopped = run_cli("import", path, "--yes", "--quiet", "--wait", env={"INTAKEQ_MAX_PER_DAY": str(budget)})
 

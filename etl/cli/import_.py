@@ -265,7 +265,7 @@ def _wrote(cp) -> bool:
 
 def _open_checkpoint(path: Path, identity: str, restart: bool, dry_run: bool):
     """The checkpoint, read for resuming; its file is only created (or replaced) by a first write."""
-    from ..checkpoint import Checkpoint
+    from ..importer.checkpoint import Checkpoint
 
     if not dry_run:
         return Checkpoint(path, identity, restart=restart)

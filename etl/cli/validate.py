@@ -8,10 +8,10 @@ import click
 
 import pandas as pd
 
-from .. import checks
+from ..importer import checks
 from ..codec import ERROR, Problem, read_table
 from ..errors import EXIT_OK, EtlError, ValidationFailed
-from ..reports import write_report
+from ..importer.reports import write_report
 from .output import exit_status_and_error, print_json_line
 
 EXAMPLES = 5
@@ -26,9 +26,9 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
                   formula_guard=True, base=None, sheet=None):
     """Read and validate a file; returns (Table, problems, table name). Library entry point.
 
-    ``base`` is the export the file came from: an :class:`etl.base.Base`, or a function
+    ``base`` is the export the file came from: an :class:`etl.importer.base.Base`, or a function
     that finds it from the file as read (``find_base_frame``), or None. With it, the file's
-    edits get the checks an import makes before its first request (:mod:`etl.checks`),
+    edits get the checks an import makes before its first request (:mod:`etl.importer.checks`),
     and a ``custom.*`` column for a field the account lacks is an error, as in
     ``import``: a file called valid here is not refused by ``import``.
     """
@@ -50,7 +50,7 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
 
 
 def _edit_problems(table, base) -> list[Problem]:
-    from .. import diff as D
+    from ..importer import diff as D
     from ..codec.serials import resolve_date_numbers
 
     frame = table.frame.set_axis(pd.Index(table.row_numbers - 2))   # index + 2 = spreadsheet row
@@ -65,11 +65,11 @@ def _edit_problems(table, base) -> list[Problem]:
 
 
 def find_base_frame(file: Path, base: str | None, state_dir: Path, frame: pd.DataFrame, *, format=None):
-    """The base of FILE as import finds it (:func:`etl.base.find_base`: --base, the id
+    """The base of FILE as import finds it (:func:`etl.importer.base.find_base`: --base, the id
     inside the file, the manifest beside it, else by content), in the account of the state
     dir that holds its export (validate needs no API key). A stale or missing base is the
     same error as for import."""
-    from ..base import find_base, is_no_base, named_export
+    from ..importer.base import find_base, is_no_base, named_export
     from ..codec.export_id import read_export_id
     from ..snapshots import SnapshotStore
 

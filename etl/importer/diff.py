@@ -32,10 +32,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from . import fields as F
-from .codec import damage as DMG
-from .codec import normalized, normalized_frame, to_api_value
-from .codec.text import MONTH_FIRST
+from .. import fields as F
+from ..codec import damage as DMG
+from ..codec import normalized, normalized_frame, to_api_value
+from ..codec.text import MONTH_FIRST
 
 BLANK_KEEP, BLANK_CLEAR = "keep", "clear"
 TAGS_MERGE, TAGS_REPLACE = "merge", "replace"
@@ -402,7 +402,7 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
     change an import of ours already made and live no longer shows was undone by staff
     since, and is not made again.
     """
-    from .codec import clients_to_frame
+    from ..codec import clients_to_frame
 
     universe = list(universe)
     live = {**{int(r["ClientId"]): r for r in universe}, **live}

@@ -27,9 +27,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .checkpoint import Checkpoint
-from .clock import SystemClock
+from ..clock import SystemClock
 from .diff import CREATE, Change, RowPlan, merged_body, normalized, tag_op_field
-from .errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
+from ..errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
 from .reports import RowResult
 
 TRANSIENT_TRIES = 3
@@ -165,7 +165,7 @@ class FreshProfiles:
         record = self.profiles.get(plan.client_id)
         if record is None or record.get("LastUpdateDate") == plan.body.get("LastUpdateDate"):
             return plan.body
-        from .codec import clients_to_frame
+        from ..codec import clients_to_frame
 
         now = clients_to_frame([record], tz=self.tz).iloc[0]
         clashes = [c.field for c in plan.changes
@@ -197,7 +197,7 @@ def _save(client, plan: RowPlan, cp: Checkpoint, tz: str, body: dict) -> None:
 
 def _landed(live: dict, changes: list[Change], tz: str) -> bool:
     """Does the live profile already hold every changed value?"""
-    from .codec import clients_to_frame
+    from ..codec import clients_to_frame
 
     row = clients_to_frame([live], tz=tz).iloc[0]
     return all(normalized(c.field, row.get(c.field)) == normalized(c.field, c.new) for c in changes)

@@ -1,6 +1,6 @@
 """The import pipeline: read → validate → base → edits → live → plan → apply → results.
 
-The CLI (``etl/cli/import_.py``) is a thin shell over :func:`prepare` and :func:`apply`;
+The CLI (``etl/cli/import_.py``) is a thin shell over :func:`run_import` (or :func:`prepare`);
 a notebook can call them the same way. Nothing is sent before the file has been read
 and validated; a dry run sends reads only.
 """
@@ -8,92 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from ..codec import damage as DMG
+from ..codec.export_id import read_export_id
+from ..codec.serials import resolve_date_numbers
+from ..errors import BudgetExhausted, EtlError, Interrupted, ValidationFailed
+from ..snapshots import SnapshotStore
 from . import applied, checks
 from . import diff as D
 from .base import Base, find_base
-from .codec import damage as DMG
-from .codec.export_id import read_export_id
-from .codec.serials import resolve_date_numbers
 from .checkpoint import Checkpoint, RowState
-from .errors import BudgetExhausted, EtlError, Interrupted, ValidationFailed
+from .live import fetch_live, live_custom_fields
+from .options import ImportOptions, Paths
 from .reports import RowResult
-from .snapshots import SnapshotStore
-
-PAGE = 100
 
 
 class Aborted(EtlError):
     """The user declined the confirmation."""
-
-
-@dataclass
-class ImportOptions:
-    tags: str = D.TAGS_MERGE
-    blank: str = D.BLANK_KEEP
-    prefer_file: bool = False
-    skip_invalid: bool = False
-    base: str | None = None          # export dir or export id
-    timezone: str | None = None      # None: the base export's timezone, else UTC
-    format: str | None = None
-    encoding: str | None = None
-    date_format: str | None = None
-    formula_guard: bool = True
-    sheet: str | None = None         # the XLSX sheet to read (None: the one with ClientId)
-
-    def diff_options(self) -> D.Options:
-        return D.Options(blank=self.blank, tags=self.tags, prefer_file=self.prefer_file,
-                         tz=self.timezone)
-
-    def identity_fields(self) -> dict:
-        """Options that change how the file reads: with the file's bytes, the checkpoint's identity.
-
-        The timezone is not one of them: dates are read as calendar dates whatever the
-        zone, and it only shapes what is sent, which every run plans afresh.
-
-        Merge options (--tags, --blank, --prefer) are left out on purpose: every run plans
-        afresh against live, so rows already done stay done and the rest follow the new
-        options (re-running with --prefer file after conflicts just works).
-        """
-        identity = {"skip_invalid": self.skip_invalid, "format": self.format,
-                    "encoding": self.encoding, "date_format": self.date_format,
-                    "formula_guard": self.formula_guard}
-        if self.sheet is not None:     # only when given: checkpoints of earlier versions stay valid
-            identity["sheet"] = self.sheet
-        return identity
-
-
-@dataclass
-class Paths:
-    """Where an import writes; by default next to the input file."""
-
-    checkpoint: Path
-    results: Path
-    plan: Path
-    report: Path
-    rejects: Path
-    written: list[Path] = field(default_factory=list)   # what this run wrote, in order (--json lists it)
-
-    def wrote(self, path: Path) -> None:
-        if path not in self.written:
-            self.written.append(path)
-
-    @classmethod
-    def beside(cls, source: Path, checkpoint=None, results=None, plan=None, report=None, rejects=None):
-        stem = source.parent / source.stem
-        return cls(checkpoint=Path(checkpoint or f"{stem}.checkpoint.sqlite"),
-                   results=Path(results or f"{stem}.results.csv"),
-                   plan=Path(plan or f"{stem}.plan.csv"),
-                   report=Path(report or f"{stem}.report.csv"),
-                   rejects=Path(rejects or f"{stem}.rejects.csv"))
 
 
 @dataclass
@@ -127,7 +63,7 @@ class Prepared:
 
 def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
     """Read the file through the codec and validate it. Raises ValidationFailed (nothing sent)."""
-    from .codec import read_table
+    from ..codec import read_table
     from schemas.clients import validate_table
 
     table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
@@ -171,67 +107,6 @@ def _describe(p) -> str:
     where = ", ".join(x for x in (f"row {p.row}" if p.row else "", f"column {p.column}" if p.column else "") if x)
     return f"{where}: {p.message}" if where else p.message
 
-
-def plan_identity(source: Path, opts: ImportOptions) -> str:
-    digest = hashlib.sha256()
-    with open(source, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    digest.update(json.dumps(opts.identity_fields(), sort_keys=True).encode())
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- base
-
-
-
-# --------------------------------------------------------------------------- live
-
-
-@dataclass
-class Live:
-    records: dict[int, dict]
-    universe: list[dict]               # live clients known for matching new rows
-    strategy: str
-
-
-def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live:
-    """Live data at the lowest cost, for the rows that need it.
-
-    With a base: per-client look-ups when they cost no more than a full pull, plus one
-    query for clients created since the base (to match new rows); else a full pull.
-    Without a base: a full pull.
-    """
-    need = [e for e in edits if e.needs_live]
-    ids = sorted({e.client_id for e in need if e.client_id is not None} | set(extra_ids))
-    has_new = any(e.client_id is None for e in need)
-    if not need and not ids:
-        return Live({}, [], "no live data needed")
-    # New rows are matched against every client (IntakeQ would match a create to one we do
-    # not know and replace its whole profile), so a filtered base cannot serve them.
-    if base.frame is not None and (base.complete or not has_new):
-        full_cost = len(base.frame) // PAGE + 1
-        if len(ids) <= full_cost:
-            records = {}
-            for cid in ids:
-                found = client.get_client(cid)
-                if found is not None:
-                    records[int(found["ClientId"])] = found
-            universe = list(records.values())
-            how = f"{len(ids)} per-client look-up(s)"
-            if has_new:
-                taken = datetime.fromtimestamp(base.taken_at, timezone.utc) if base.taken_at else None
-                since = (taken or datetime.now(timezone.utc)).date() - timedelta(days=1)
-                created = list(client.iter_clients(date_created_start=since))
-                universe += created
-                records.update({int(r["ClientId"]): r for r in created})   # full profiles too
-                how += f" + clients created since {since.isoformat()}"
-            return Live(records, universe, how)
-    everyone = list(client.iter_clients())
-    records = {int(r["ClientId"]): r for r in everyone}
-    why = ("no base" if base.frame is None else "new rows, and the base export was filtered"
-           if has_new and not base.complete else "many rows changed")
-    return Live(records, everyone, f"full pull of all clients ({why})")
 
 
 # --------------------------------------------------------------------------- prepare
@@ -300,15 +175,6 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone)
 
 
-def live_custom_fields(live: "Live") -> dict | None:
-    """FieldId → label of the custom fields live clients list (IntakeQ lists every field of
-    the account on each client); None when no client was fetched."""
-    from .codec import custom_field_labels
-
-    records = [r for r in list(live.records.values()) + list(live.universe) if "CustomFields" in r]
-    return custom_field_labels(records) if records else None
-
-
 def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:
     """Stop on the checks' errors (the validation report lists them all)."""
     from .reports import write_report
@@ -327,7 +193,7 @@ def _without_damage(problems):
 
 def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], checkpoint) -> int:
     """Give rows whose create already happened their ClientId; find creates whose answer was lost."""
-    from .load import find_created
+    from .apply import find_created
 
     if not states:
         return 0
@@ -463,7 +329,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
                     ask: bool, hooks: Hooks) -> RunOutcome:
     """Write the plan, then (unless a dry run or nothing to do) send it and write the results."""
     from .applied import record as record_applied
-    from .load import ApplyOutcome, apply_plan
+    from .apply import ApplyOutcome, apply_plan
     from .reports import write_plan, write_results_or_elsewhere
 
     write_plan(paths.plan, prepared.plans)
@@ -511,7 +377,7 @@ def _stopped_by_budget_that_frees(outcome: RunOutcome) -> bool:
 
 def _sleep_until(clock, epoch: float, hooks: Hooks) -> None:
     """Sleep through the clock: a Ctrl-C cuts it short (``Interrupted``) within a second."""
-    from .errors import format_epoch
+    from ..errors import format_epoch
 
     hooks.say(f"daily budget used up; waiting until {format_epoch(epoch)} (--wait; Ctrl-C stops)")
     clock.sleep(max(1.0, epoch - clock.time() + 1.0))
