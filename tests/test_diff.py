@@ -9,11 +9,13 @@ import copy
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 from etl.codec import clients_to_frame
 from etl.importer.diff import (CONFLICT, CREATE, FAILED, UNCHANGED, UPDATE, Change, Conflict, Options, RowEdit,
                       days_needed, find_edits, merged_body, plan_rows)
+from etl.importer.matching import digits, fold
 from etl.sandbox.records import blank_profile
 
 CUSTOM_FIELDS = [{"FieldId": "sotc", "Text": "Emergency Contact Name"},
@@ -372,3 +374,14 @@ def test_an_update_body_sends_no_read_only_value_from_the_file():
 ])
 def test_days_needed(writes, remaining, per_day, days):
     assert days_needed(writes, remaining, per_day) == days
+
+
+@pytest.mark.parametrize("value, folded", [
+    (None, ""), (float("nan"), ""), (pd.NA, ""), ("   ", ""), ("  Ann ", "ann"), ("STRASSE", "strasse")])
+def test_names_and_emails_fold_one_way_with_missing_values_as_empty(value, folded):
+    assert fold(value) == folded
+
+
+def test_phones_compare_by_their_digits_with_missing_values_as_empty():
+    assert digits("(555) 010-2000") == "5550102000"
+    assert digits(float("nan")) == digits(None) == ""

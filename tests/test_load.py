@@ -187,6 +187,7 @@ def test_a_create_records_the_new_client_id_then_adds_its_tags(checkpoint, clock
     assert (st.status, st.client_id) == ("created", new_id)
     assert outcome.results[3].client_id == new_id
     assert outcome.results[3].status == "created"
+    assert plan.client_id is None and outcome.created == {3: new_id}     # the plan given is not changed
 
 
 def test_a_tag_only_row_uses_only_the_tag_endpoints(checkpoint, clock):

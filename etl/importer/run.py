@@ -24,6 +24,7 @@ from . import diff as D
 from .base import Base, find_base
 from .checkpoint import Checkpoint, RowState
 from .live import fetch_live, live_custom_fields
+from .matching import fold
 from .options import ImportOptions, Paths
 from .reports import RowResult
 
@@ -207,8 +208,8 @@ def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], ch
             continue
         client_id = st.client_id
         if st.create_unverified:
-            first = _fold(frame.at[index, "FirstName"]) if "FirstName" in frame.columns else ""
-            last = _fold(frame.at[index, "LastName"]) if "LastName" in frame.columns else ""
+            first = fold(frame.at[index, "FirstName"]) if "FirstName" in frame.columns else ""
+            last = fold(frame.at[index, "LastName"]) if "LastName" in frame.columns else ""
             client_id = find_created(client, (first, last), set(st.known_ids))
             if client_id is not None:
                 checkpoint.set_client(row, client_id)
@@ -221,19 +222,13 @@ def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], ch
 def _known_ids(plan: D.RowPlan, universe: list[dict], base: Base) -> set[int]:
     first, last = plan.name_key or ("", "")
     known = {int(r["ClientId"]) for r in universe
-             if _fold(r.get("FirstName")) == first and _fold(r.get("LastName")) == last}
+             if fold(r.get("FirstName")) == first and fold(r.get("LastName")) == last}
     if base.frame is not None and {"FirstName", "LastName"} <= set(base.frame.columns):
         f = base.frame
         same = (f["FirstName"].astype("string").str.strip().str.casefold() == first) & \
                (f["LastName"].astype("string").str.strip().str.casefold() == last)
         known |= {int(c) for c in f.loc[same.fillna(False), "ClientId"].dropna()}
     return known
-
-
-def _fold(v) -> str:
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return ""
-    return str(v).strip().casefold()
 
 
 def estimate(prepared: Prepared, client, settings) -> dict:
@@ -364,7 +359,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         results = dict(prepared.results)
         results.update(outcome.results)
         for plan in todo:
-            results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
+            results.setdefault(plan.row, RowResult(plan.row, outcome.with_client(plan).client_id, "pending", (),
                                                    "not sent yet: run the same command again"))
         paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say))
     return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
