@@ -16,6 +16,8 @@ _LAZY = {
     "read_table": ("etl.codec", "read_table"),
     "write_table": ("etl.codec", "write_table"),
     "export_clients": ("etl.extract", "export_clients"),
+    "run_import": ("etl.importer", "run_import"),
+    "validate_file": ("etl.validate", "validate_file"),
 }
 
 __all__ = ["__version__", *_LAZY]

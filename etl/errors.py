@@ -197,3 +197,7 @@ class Interrupted(EtlError):
 def format_epoch(epoch: float) -> str:
     """An epoch second as a readable UTC time, for messages."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class Aborted(EtlError):
+    """The user declined an import's confirmation: nothing was sent (exit 1)."""

@@ -540,12 +540,12 @@ def test_a_rerun_whose_only_remaining_row_is_a_conflict_says_it_needs_a_decision
 
 
 def test_the_conflict_message_counts_in_the_plural():
-    from etl.cli.import_ import _nothing_to_write
+    from etl.importer.outcome import nothing_to_write
     from etl.importer.reports import RowResult
 
     conflicts = [RowResult(row, row, "conflict", (), "") for row in (2, 3)]
-    assert _nothing_to_write(conflicts) == "nothing to write; 2 conflicts need a decision"
-    assert _nothing_to_write([]) == "nothing to write: IntakeQ already matches the file"
+    assert nothing_to_write(conflicts) == "nothing to write; 2 conflicts need a decision"
+    assert nothing_to_write([]) == "nothing to write: IntakeQ already matches the file"
 
 
 def json_line(result) -> dict:

@@ -1,7 +1,7 @@
 """The import pipeline, one module per step (see README, "How it works"):
 
 options (ImportOptions, Paths, the checkpoint's rules) → run (read, validate, prepare,
-run_import) → base (the export the file came from) → diff (pure: base, file, live →
+run_import; outcome: exit status and closing lines) → base (the export the file came from) → diff (pure: base, file, live →
 RowPlans) with matching (IntakeQ's create-or-match rule) and checks (before any request)
 → live (only the clients needed) → apply (journalled in checkpoint, recorded in applied)
 → reports (plan, results, rejects, validation report).
@@ -10,8 +10,10 @@ RowPlans) with matching (IntakeQ's create-or-match rule) and checks (before any 
 """
 from __future__ import annotations
 
-from .options import ImportOptions, Paths, plan_identity
-from .run import Aborted, Hooks, Prepared, RunOutcome, estimate, prepare, run_import
+from ..errors import Aborted
+from .options import ImportOptions, Paths, open_checkpoint, plan_identity
+from .outcome import RunOutcome
+from .run import Hooks, Prepared, estimate, prepare, run_import
 
 __all__ = ["Aborted", "Hooks", "ImportOptions", "Paths", "Prepared", "RunOutcome", "estimate",
-           "plan_identity", "prepare", "run_import"]
+           "open_checkpoint", "plan_identity", "prepare", "run_import"]

@@ -8,8 +8,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from ..errors import CheckpointMismatch
 from . import diff as D
+from .checkpoint import Checkpoint
 
 
 @dataclass
@@ -80,3 +83,20 @@ def plan_identity(source: Path, opts: ImportOptions) -> str:
             digest.update(block)
     digest.update(json.dumps(opts.identity_fields(), sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def open_checkpoint(path: Path, identity: str, *, restart: bool, dry_run: bool,
+                    note: Callable[[str], None] = lambda message: None) -> Checkpoint | None:
+    """The checkpoint, read for resuming; its file is only created (or replaced) by a first write.
+
+    A dry run shows the resumed plan, even with ``restart``; a checkpoint of another file
+    or options is ignored by a dry run (said through ``note``), and refused by a real run
+    (``CheckpointMismatch``).
+    """
+    if not dry_run:
+        return Checkpoint(path, identity, restart=restart)
+    try:
+        return Checkpoint(path, identity)
+    except CheckpointMismatch:
+        note(f"the checkpoint {path} belongs to another file or options; ignored by the dry run")
+        return None

@@ -17,7 +17,7 @@ import pandas as pd
 from ..codec import damage as DMG
 from ..codec.export_id import read_export_id
 from ..codec.serials import resolve_date_numbers
-from ..errors import BudgetExhausted, EtlError, Interrupted, ValidationFailed
+from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, ValidationFailed
 from ..snapshots import SnapshotStore
 from . import applied, checks
 from . import diff as D
@@ -26,11 +26,8 @@ from .checkpoint import Checkpoint, RowState
 from .live import fetch_live, live_custom_fields
 from .matching import fold
 from .options import ImportOptions, Paths
+from .outcome import RunOutcome, stopped_after_writes
 from .reports import RowResult
-
-
-class Aborted(EtlError):
-    """The user declined the confirmation."""
 
 
 @dataclass
@@ -250,14 +247,6 @@ def estimate(prepared: Prepared, client, settings) -> dict:
 # --------------------------------------------------------------------------- run
 
 
-@dataclass
-class RunOutcome:
-    prepared: Prepared
-    results: dict[int, RowResult]
-    stopped_by: Exception | None = None     # BudgetExhausted, Interrupted, or the EtlError that stopped it
-    applied: bool = False                   # False: dry run, or nothing to write
-
-
 class Hooks:
     """How a run talks to its caller (the CLI prints; a notebook may ignore)."""
 
@@ -266,6 +255,7 @@ class Hooks:
     show_values = False
 
     def say(self, message: str) -> None: ...
+    def note(self, message: str) -> None: self.say("note: " + message)
     def planned(self, prepared: Prepared, estimate: dict) -> None: ...
     def confirm(self, estimate: dict) -> bool: return True
     def row_done(self, plan: D.RowPlan) -> None: ...
@@ -285,9 +275,25 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     A stop request (Ctrl-C on the client's clock) ends the run within a second, whether
     it came while planning, applying or sleeping: the outcome of the last round that
     wrote is returned with ``stopped_by`` set (its results file is written); before any
-    write it raises ``Interrupted``.
+    write it raises ``Interrupted``. Another ``EtlError`` after the first write (planning
+    again after a wait) is raised as ``StoppedAfterWrites`` (exit 4: the results file holds
+    the rounds before it), since exit 1 says that nothing was written.
     """
     hooks = hooks or Hooks()
+    try:
+        return _rounds(client, settings, source, opts, paths, checkpoint=checkpoint, dry_run=dry_run,
+                       wait=wait, hooks=hooks)
+    except (BudgetExhausted, Interrupted):
+        raise
+    except EtlError as exc:
+        if checkpoint is None or not checkpoint.operations_begun:
+            raise
+        raise stopped_after_writes(exc, paths) from exc
+
+
+def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
+            checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks) -> RunOutcome:
+    """Plan and apply, once, or with ``wait`` again after each budget stop."""
     last: RunOutcome | None = None          # the latest round, stopped by the budget (--wait)
     while True:
         try:
@@ -336,7 +342,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         if not dry_run:
             paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
                                                    hooks.say))
-        return RunOutcome(prepared, dict(prepared.results))
+        return RunOutcome(prepared, dict(prepared.results), dry_run=dry_run)
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
     outcome = ApplyOutcome()
