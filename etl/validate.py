@@ -50,7 +50,7 @@ def _edit_problems(table, base) -> list[Problem]:
     from .importer import diff as D
     from .codec.serials import resolve_date_numbers
 
-    frame = table.frame.set_axis(pd.Index(table.row_numbers - 2))   # index + 2 = spreadsheet row
+    frame = table.frame.set_axis(D.by_spreadsheet_row(table))     # as import reads it
     if callable(base):
         base = base(frame)
     base_frame = base.frame if base is not None else None

@@ -39,6 +39,7 @@ def profile(client_id: int, custom: dict | None = None, **values) -> dict:
 
 def frame(*records, columns=None):
     df = clients_to_frame(list(records))
+    df.index = pd.RangeIndex(2, 2 + len(df), name="row")      # the spreadsheet row, as import reads it
     return df[columns] if columns is not None else df
 
 
@@ -145,7 +146,7 @@ def test_an_empty_tags_cell_with_replace_and_blank_clear_removes_every_base_tag(
 
 def test_rows_keep_their_spreadsheet_numbers_when_the_file_frame_is_a_subset():
     base = frame(profile(1), profile(2), profile(3))
-    file = frame(profile(1), profile(2, City="X"), profile(3, City="Y"), columns=["ClientId", "City"]).loc[[0, 2]]
+    file = frame(profile(1), profile(2, City="X"), profile(3, City="Y"), columns=["ClientId", "City"]).loc[[2, 4]]   # spreadsheet rows 2 and 4
     edits = find_edits(file, base)
     assert [(e.row, e.client_id, e.values) for e in edits] == [(2, 1, {}), (4, 3, {"City": "Y"})]
 

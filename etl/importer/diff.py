@@ -151,6 +151,13 @@ class RowPlan:
 # --------------------------------------------------------------------------- step 1
 
 
+def by_spreadsheet_row(table) -> pd.Index:
+    """The index of an import's file frame: each row's spreadsheet row (header = 1), as the
+    codec read it (``Table.row_numbers``: blank rows skipped), carried with the row from
+    here on, into the plan, results and rejects."""
+    return pd.Index(table.row_numbers, name="row").astype("int64")
+
+
 def compared_columns(columns: Iterable[str]) -> list[str]:
     """The file's columns an import may send: writable ones (Tags handled apart)."""
     return [c for c in columns if F.is_writable(c)]
@@ -165,7 +172,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
                unknown: Iterable[tuple[int, str]] = ()) -> list[RowEdit]:
     """File vs base: one RowEdit per file row (rows without edits have empty values).
 
-    ``file`` keeps its index (spreadsheet row = index + 2); ``base`` is the snapshot
+    ``file`` is indexed by spreadsheet row (:func:`by_spreadsheet_row`); ``base`` is the snapshot
     frame (ClientId column) or None. Vectorised: only rows with a differing cell are
     looked at one by one, so a 100,000-row file with a few edits is quick.
 
@@ -182,7 +189,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     writable = compared_columns(file.columns)
     has_tags = "Tags" in file.columns
     ids = _client_ids(file)
-    rows = [int(i) + 2 for i in file.index]
+    rows = [int(i) for i in file.index]
     unknown_at = _unknown_by_position(unknown, rows)
     if base_by_id is None:
         return [_two_way_row(file, pos, rows[pos], ids[pos], writable, has_tags, options,

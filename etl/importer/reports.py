@@ -123,14 +123,16 @@ def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir:
 
 
 def write_rejects(path: Path, frame: pd.DataFrame, problems_by_row: dict[int, list[str]]) -> Path:
-    """The invalid rows of a --skip-invalid import, in the export's CSV format, with a
+    """``frame`` is indexed by spreadsheet row (``diff.by_spreadsheet_row``).
+
+    The invalid rows of a --skip-invalid import, in the export's CSV format, with a
     ``row`` and ``problems`` columns first: fix the rows, delete those two columns, import
     the file again."""
     from ..codec import write_table
 
     rejects = frame.copy()
-    rejects.insert(0, "problems", ["; ".join(problems_by_row.get(int(i) + 2, [])) for i in frame.index])
-    rejects.insert(0, "row", [int(i) + 2 for i in frame.index])
+    rejects.insert(0, "problems", ["; ".join(problems_by_row.get(int(row), [])) for row in frame.index])
+    rejects.insert(0, "row", [int(row) for row in frame.index])
     write_table(rejects.reset_index(drop=True), path, format="csv")
     return Path(path)
 

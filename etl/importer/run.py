@@ -66,8 +66,7 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
 
     table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
                        formula_guard=opts.formula_guard, tz=opts.timezone, sheet=opts.sheet)
-    # From here on a row's index + 2 is its spreadsheet row (blank rows are skipped by the codec).
-    table.frame.index = pd.Index([int(r) - 2 for r in table.row_numbers])
+    table.frame.index = D.by_spreadsheet_row(table)     # each row carries its row number
     problems = validate_table(table)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
@@ -89,7 +88,7 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
         for p in errors:
             value = f" ({p.value!r})" if p.value not in (None, "") else ""
             rejected.setdefault(p.row, []).append(f"{p.column}{value}: {p.message}" if p.column else p.message)
-        keep = [i for i in frame.index if int(i) + 2 not in bad_rows]
+        keep = [i for i in frame.index if int(i) not in bad_rows]
         rejects = frame.drop(index=keep)
         from .reports import write_rejects
 
@@ -140,7 +139,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     for row, st in states.items():
         if st.final:
             settled[row] = RowResult(row, st.client_id, st.status, st.fields, st.error or "")
-    planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
+    planning = frame.loc[[i for i in frame.index if int(i) not in settled]]
 
     written = D.written_since(applied.written(settings.account_dir), base.taken_at)
     edits = D.find_edits(planning, base.frame, diff_options, written=written, unknown=table.unknown)
@@ -199,7 +198,7 @@ def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], ch
         frame.insert(0, "ClientId", pd.array([pd.NA] * len(frame), dtype="Int64"))
     adopted = 0
     for index in frame.index:
-        row = int(index) + 2
+        row = int(index)
         st = states.get(row)
         if st is None or not pd.isna(frame.at[index, "ClientId"]):
             continue
