@@ -320,7 +320,9 @@ def test_two_rows_for_the_same_client_is_an_error_naming_both_rows(sandbox, run_
 
     assert result.exit_code == 1
     assert sandbox.log == []
-    assert "2" in result.output and str(len(rows) + 2) in result.output
+    assert result.output.endswith(
+        f"error: {path}: 2 validation error(s); nothing was sent. Full report: {path.parent / 'clients.report.csv'}. "
+        f"First: row 2, column ClientId: the same ClientId is also on row {len(rows) + 2}\n"), result.output
 
 
 def test_a_changed_input_file_starts_anew_after_a_finished_run(sandbox, run_cli, tmp_path):

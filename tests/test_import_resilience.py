@@ -6,6 +6,7 @@ and its answer (the sandbox's write latency makes that common).
 """
 from __future__ import annotations
 
+import re
 import os
 import random
 import signal
@@ -152,9 +153,12 @@ def test_a_budget_stop_exits_75_and_the_same_command_finishes_the_job(sandbox, r
     stopped = run_cli("import", path, "--yes", "--quiet", env={"INTAKEQ_MAX_PER_DAY": str(budget)})
 
     assert stopped.exit_code == 75, stopped.output
-    assert "run the same command again" in stopped.output
     statuses = Counter(r["status"] for r in results_of(path).values())
     assert statuses["pending"] > 0
+    assert re.search(                    # the line runbooks/recovery.md quotes
+        rf"^error: stopped: the daily request budget is used up\. {statuses['updated'] + statuses['created']} "
+        rf"row\(s\) written, {statuses['pending']} left; the budget frees up at \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC: "
+        r"run the same command again then \(or add --wait\)$", stopped.output, re.M), stopped.output
 
     finished = run_cli("import", path, "--yes", "--quiet")
     assert finished.exit_code == 0, finished.output
