@@ -17,6 +17,8 @@ _LAZY = {
     "write_table": ("etl.codec", "write_table"),
     "export_clients": ("etl.export", "export_clients"),
     "ExportOptions": ("etl.export", "ExportOptions"),
+    "run_import": ("etl.importer", "run_import"),
+    "validate_file": ("etl.validate", "validate_file"),
 }
 
 __all__ = ["__version__", *_LAZY]

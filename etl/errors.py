@@ -209,3 +209,7 @@ class ExportIncomplete(BudgetExhausted):
                  limit: int | None = None, frees_at: float | None = None):
         super().__init__(message, used=used, limit=limit, frees_at=frees_at)
         self.result = result
+
+
+class Aborted(EtlError):
+    """The user declined an import's confirmation: nothing was sent (exit 1)."""

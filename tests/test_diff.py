@@ -1,4 +1,4 @@
-"""Unit tests of the import's pure diff (etl/diff.py): find_edits, plan_rows, bodies.
+"""Unit tests of the import's pure diff (etl/importer/diff.py): find_edits, plan_rows, bodies.
 
 Frames are tiny and inline, built with the codec from API-shaped profiles, so each test
 shows the one behaviour it checks. The end-to-end story is in tests/test_import.py.
@@ -9,11 +9,13 @@ import copy
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 from etl.codec import clients_to_frame
-from etl.diff import (CONFLICT, CREATE, FAILED, UNCHANGED, UPDATE, Change, Conflict, Options, RowEdit,
+from etl.importer.diff import (CONFLICT, CREATE, FAILED, UNCHANGED, UPDATE, Change, Conflict, Options, RowEdit,
                       days_needed, find_edits, merged_body, plan_rows)
+from etl.importer.matching import digits, fold
 from etl.sandbox.records import blank_profile
 
 CUSTOM_FIELDS = [{"FieldId": "sotc", "Text": "Emergency Contact Name"},
@@ -37,6 +39,7 @@ def profile(client_id: int, custom: dict | None = None, **values) -> dict:
 
 def frame(*records, columns=None):
     df = clients_to_frame(list(records))
+    df.index = pd.RangeIndex(2, 2 + len(df), name="row")      # the spreadsheet row, as import reads it
     return df[columns] if columns is not None else df
 
 
@@ -143,7 +146,7 @@ def test_an_empty_tags_cell_with_replace_and_blank_clear_removes_every_base_tag(
 
 def test_rows_keep_their_spreadsheet_numbers_when_the_file_frame_is_a_subset():
     base = frame(profile(1), profile(2), profile(3))
-    file = frame(profile(1), profile(2, City="X"), profile(3, City="Y"), columns=["ClientId", "City"]).loc[[0, 2]]
+    file = frame(profile(1), profile(2, City="X"), profile(3, City="Y"), columns=["ClientId", "City"]).loc[[2, 4]]   # spreadsheet rows 2 and 4
     edits = find_edits(file, base)
     assert [(e.row, e.client_id, e.values) for e in edits] == [(2, 1, {}), (4, 3, {"City": "Y"})]
 
@@ -372,3 +375,14 @@ def test_an_update_body_sends_no_read_only_value_from_the_file():
 ])
 def test_days_needed(writes, remaining, per_day, days):
     assert days_needed(writes, remaining, per_day) == days
+
+
+@pytest.mark.parametrize("value, folded", [
+    (None, ""), (float("nan"), ""), (pd.NA, ""), ("   ", ""), ("  Ann ", "ann"), ("STRASSE", "strasse")])
+def test_names_and_emails_fold_one_way_with_missing_values_as_empty(value, folded):
+    assert fold(value) == folded
+
+
+def test_phones_compare_by_their_digits_with_missing_values_as_empty():
+    assert digits("(555) 010-2000") == "5550102000"
+    assert digits(float("nan")) == digits(None) == ""

@@ -213,10 +213,10 @@ def test_a_symlinked_export_file_is_refused_before_any_request(sandbox, run_cli,
 @pytest.mark.parametrize("dangling", [False, True])
 def test_no_sqlite_store_opens_its_file_through_a_link(settings, tmp_path, store, dangling):
     """The four stores create their files through one helper: each refuses a link."""
-    from etl import applied
+    from etl.importer import applied
     from etl.api.ledger import Ledger
-    from etl.checkpoint import Checkpoint
     from etl.export.diagnoses import DiagnosesProgress
+    from etl.importer.checkpoint import Checkpoint
     from etl.errors import PathError
 
     account = settings.account_dir
@@ -302,7 +302,7 @@ def test_a_full_disk_before_any_write_is_exit_1_and_nothing_is_sent(sandbox, run
 
 def test_sqlite_failing_after_writes_were_sent_is_one_line_exit_4_and_the_same_command_finishes(
         sandbox, run_cli, tmp_path, monkeypatch):
-    from etl.checkpoint import Checkpoint
+    from etl.importer.checkpoint import Checkpoint
 
     path, cities = edited_export(run_cli, tmp_path)
     real_finish = Checkpoint.finish

@@ -320,7 +320,9 @@ def test_two_rows_for_the_same_client_is_an_error_naming_both_rows(sandbox, run_
 
     assert result.exit_code == 1
     assert sandbox.log == []
-    assert "2" in result.output and str(len(rows) + 2) in result.output
+    assert result.output.endswith(
+        f"error: {path}: 2 validation error(s); nothing was sent. Full report: {path.parent / 'clients.report.csv'}. "
+        f"First: row 2, column ClientId: the same ClientId is also on row {len(rows) + 2}\n"), result.output
 
 
 def test_a_changed_input_file_starts_anew_after_a_finished_run(sandbox, run_cli, tmp_path):
@@ -339,7 +341,7 @@ def test_a_changed_input_file_starts_anew_after_a_finished_run(sandbox, run_cli,
 
 
 def test_a_changed_input_file_refuses_to_resume_an_unfinished_run(sandbox, run_cli, tmp_path):
-    from etl.checkpoint import Checkpoint
+    from etl.importer.checkpoint import Checkpoint
     from etl.importer import ImportOptions, plan_identity
 
     path = export_csv(run_cli, tmp_path / "export")
@@ -399,7 +401,7 @@ def test_a_bad_option_value_leaves_no_checkpoint(sandbox, run_cli, tmp_path, opt
 
 
 def test_a_checkpoint_that_never_sent_anything_is_replaced_silently_by_another_file(sandbox, run_cli, tmp_path):
-    from etl.checkpoint import Checkpoint
+    from etl.importer.checkpoint import Checkpoint
     from etl.importer import ImportOptions, plan_identity
 
     path = export_csv(run_cli, tmp_path / "export")
@@ -540,12 +542,12 @@ def test_a_rerun_whose_only_remaining_row_is_a_conflict_says_it_needs_a_decision
 
 
 def test_the_conflict_message_counts_in_the_plural():
-    from etl.cli.import_ import _nothing_to_write
-    from etl.reports import RowResult
+    from etl.importer.outcome import nothing_to_write
+    from etl.importer.reports import RowResult
 
     conflicts = [RowResult(row, row, "conflict", (), "") for row in (2, 3)]
-    assert _nothing_to_write(conflicts) == "nothing to write; 2 conflicts need a decision"
-    assert _nothing_to_write([]) == "nothing to write: IntakeQ already matches the file"
+    assert nothing_to_write(conflicts) == "nothing to write; 2 conflicts need a decision"
+    assert nothing_to_write([]) == "nothing to write: IntakeQ already matches the file"
 
 
 def json_line(result) -> dict:

@@ -6,6 +6,7 @@ and its answer (the sandbox's write latency makes that common).
 """
 from __future__ import annotations
 
+import re
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ import pytest
 import requests
 
 from etl.api import IntakeQClient, Ledger
-from etl.checkpoint import Checkpoint
+from etl.importer.checkpoint import Checkpoint
 from etl.clock import FakeClock
 from etl.errors import Interrupted
 from etl.importer import ImportOptions, Paths, plan_identity, run_import
@@ -152,9 +153,12 @@ def test_a_budget_stop_exits_75_and_the_same_command_finishes_the_job(sandbox, r
     stopped = run_cli("import", path, "--yes", "--quiet", env={"INTAKEQ_MAX_PER_DAY": str(budget)})
 
     assert stopped.exit_code == 75, stopped.output
-    assert "run the same command again" in stopped.output
     statuses = Counter(r["status"] for r in results_of(path).values())
     assert statuses["pending"] > 0
+    assert re.search(                    # the line runbooks/recovery.md quotes
+        rf"^error: stopped: the daily request budget is used up\. {statuses['updated'] + statuses['created']} "
+        rf"row\(s\) written, {statuses['pending']} left; the budget frees up at \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC: "
+        r"run the same command again then \(or add --wait\)$", stopped.output, re.M), stopped.output
 
     finished = run_cli("import", path, "--yes", "--quiet")
     assert finished.exit_code == 0, finished.output
@@ -409,7 +413,7 @@ def test_an_error_after_the_first_write_exits_4_naming_the_results_file_and_the_
 
 def test_an_error_planning_again_after_a_wait_exits_4_not_1(sandbox, run_cli, settings, tmp_path, monkeypatch):
     import etl.api.client
-    import etl.importer
+    import etl.importer.run
     from etl.errors import ApiUnreachable
 
     sandbox.reset(n_clients=30, seed=15)
@@ -418,7 +422,7 @@ def test_an_error_planning_again_after_a_wait_exits_4_not_1(sandbox, run_cli, se
     budget = ledger.usage().used_24h + 2 + 5          # the planning reads, then five writes
     ledger.close()
     monkeypatch.setattr(etl.api.client, "SystemClock", lambda: FakeClock(time.time()))  # --wait: no real sleep
-    real_fetch_live, rounds = etl.importer.fetch_live, []
+    real_fetch_live, rounds = etl.importer.run.fetch_live, []
 
     def unreachable_after_the_wait(*args, **kwargs):
         rounds.append(1)
@@ -426,7 +430,7 @@ def test_an_error_planning_again_after_a_wait_exits_4_not_1(sandbox, run_cli, se
             raise ApiUnreachable("cannot reach the server: connection refused")
         return real_fetch_live(*args, **kwargs)
 
-    monkeypatch.setattr(etl.importer, "fetch_live", unreachable_after_the_wait)
+    monkeypatch.setattr(etl.importer.run, "fetch_live", unreachable_after_the_wait)
 
     stopped = run_cli("import", path, "--yes", "--quiet", "--wait", env={"INTAKEQ_MAX_PER_DAY": str(budget)})
 

@@ -1,4 +1,4 @@
-"""Unit tests of the apply loop (etl/load.py) with a fake client, a real Checkpoint and a FakeClock.
+"""Unit tests of the apply loop (etl/importer/apply.py) with a fake client, a real Checkpoint and a FakeClock.
 
 The fake client holds an in-memory account and a per-operation script of failures, so
 each test sets up exactly one situation (a refusal, a lost response, a budget stop...).
@@ -11,11 +11,11 @@ import sqlite3
 
 import pytest
 
-from etl.checkpoint import Checkpoint
+from etl.importer.checkpoint import Checkpoint
 from etl.clock import FakeClock
-from etl.diff import CREATE, UPDATE, Change, RowPlan, merged_body
+from etl.importer.diff import CREATE, UPDATE, Change, RowPlan, merged_body
 from etl.errors import ApiUnreachable, BudgetExhausted, Interrupted, RequestRejected, TransientApiError
-from etl.load import NOT_FOUND_PAUSE, TRANSIENT_TRIES, apply_plan, find_created
+from etl.importer.apply import NOT_FOUND_PAUSE, TRANSIENT_TRIES, apply_plan, find_created
 
 
 # --------------------------------------------------------------------------- fakes
@@ -187,6 +187,7 @@ def test_a_create_records_the_new_client_id_then_adds_its_tags(checkpoint, clock
     assert (st.status, st.client_id) == ("created", new_id)
     assert outcome.results[3].client_id == new_id
     assert outcome.results[3].status == "created"
+    assert plan.client_id is None and outcome.created == {3: new_id}     # the plan given is not changed
 
 
 def test_a_tag_only_row_uses_only_the_tag_endpoints(checkpoint, clock):

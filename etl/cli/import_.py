@@ -10,10 +10,9 @@ from pathlib import Path
 import click
 
 from . import AFTER_WRITES
-from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, CheckpointMismatch, EtlError,
-                      Interrupted, PathError, StorageError, StoppedAfterWrites, format_epoch,
-                      storage_reason)
+from ..errors import EtlError, PathError, StorageError, storage_reason
 from ..files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
+from . import ui
 from .output import exit_status_and_error, print_json_line
 
 
@@ -109,9 +108,10 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
     settings.require_key()
     cp = None
     try:
-        cp = _open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart, dry_run)
+        cp = I.open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart=restart, dry_run=dry_run,
+                               note=ui.note)
         client = app.client()
-        hooks = _CliHooks(paths, settings, quiet=quiet, ask=ask)
+        hooks = _cli_hooks(paths, settings, quiet=quiet, ask=ask)
         with _stop_on_sigint(client.clock):
             run = I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
                                wait=wait, hooks=hooks)
@@ -122,11 +122,8 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
         if _wrote(cp):
             ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
         raise
-    except EtlError as exc:
-        if not _wrote(cp) or isinstance(exc, (BudgetExhausted, Interrupted)):
-            raise
-        # E.g. planning again after a --wait: the results file holds the rounds before it.
-        raise _stopped_after_writes(exc, paths) from exc
+    except EtlError:       # an error after the first write is StoppedAfterWrites (exit 4) already
+        raise
     except Exception:
         if _wrote(cp):
             ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
@@ -139,23 +136,16 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
 
 def _report_run(run, paths, dry_run: bool, *, moved: bool = False) -> int:
     """The closing lines on stderr; the exit code, or the error of a stopped run (75, 130)."""
+    line = run.closing_line()
+    if line is not None:
+        ui.say(line)
     if dry_run:
-        click.echo("dry run: no write was sent", err=True)
-        return EXIT_OK
-    if not run.applied:
-        click.echo(_nothing_to_write(run.results.values()), err=True)
+        return run.exit_status()
     _print_summary(run.results.values(), paths)
-    if run.stopped_by is not None:
-        raise _stop_error(run.stopped_by, run.results, paths)
-    return max(_exit_code(run.results.values()), EXIT_ROWS_FAILED if moved else EXIT_OK)
-
-
-def _nothing_to_write(results) -> str:
-    conflicts = sum(1 for r in results if r.status == "conflict")
-    if not conflicts:
-        return "nothing to write: IntakeQ already matches the file"
-    needs = "conflict needs a decision" if conflicts == 1 else "conflicts need a decision"
-    return f"nothing to write; {conflicts} {needs}"
+    stop = run.stop_error(paths)
+    if stop is not None:
+        raise stop
+    return run.exit_status(results_moved=moved)
 
 
 def _json_summary(file: Path, paths, run, app, *, dry_run: bool, status: int | None = None,
@@ -232,30 +222,30 @@ def _storage_stop(exc: BaseException, app) -> StorageError | None:
         "answer was not recorded is checked against IntakeQ, not sent twice", after_writes=True)
 
 
-class _CliHooks:
-    """The import's voice on the terminal: messages on stderr, a tqdm bar, the prompt."""
+def _cli_hooks(paths, settings, *, quiet: bool, ask: bool):
+    from ..importer import Hooks
 
-    def __init__(self, paths, settings, *, quiet: bool, ask: bool):
-        self.paths, self.settings, self.quiet, self.ask = paths, settings, quiet, ask
-        self.show_values = sys.stderr.isatty()      # a person reads it, not a log file
+    class CliHooks(Hooks):
+        """The import's voice on the terminal: messages on stderr, the progress bar, the prompt."""
 
-    def say(self, message: str) -> None:
-        click.echo(message, err=True)
+        show_values = sys.stderr.isatty()      # a person reads it, not a log file
 
-    def planned(self, prepared, est: dict) -> None:
-        _print_plan(prepared, est, self.paths, self.settings)
+        def say(self, message: str) -> None:
+            ui.say(message)
 
-    def confirm(self, est: dict) -> bool:
-        return not self.ask or click.confirm(f"Send {est['writes']} write(s) to IntakeQ?", err=True)
+        def note(self, message: str) -> None:
+            ui.note(message)
 
-    def row_done(self, plan) -> None:
-        pass
+        def planned(self, prepared, est: dict) -> None:
+            _print_plan(prepared, est, paths, settings)
 
-    def should_stop(self) -> bool:
-        return False        # Ctrl-C is a stop request on the client's clock (_stop_on_sigint)
+        def confirm(self, est: dict) -> bool:
+            return not ask or click.confirm(f"Send {est['writes']} write(s) to IntakeQ?", err=True)
 
-    def progress(self, total: int):
-        return _progress(total, self.quiet)
+        def progress(self, total: int):
+            return ui.progress(total, quiet=quiet, unit="client", desc="import")
+
+    return CliHooks()
 
 
 def _wrote(cp) -> bool:
@@ -263,34 +253,20 @@ def _wrote(cp) -> bool:
     return cp is not None and cp.operations_begun > 0
 
 
-def _open_checkpoint(path: Path, identity: str, restart: bool, dry_run: bool):
-    """The checkpoint, read for resuming; its file is only created (or replaced) by a first write."""
-    from ..checkpoint import Checkpoint
-
-    if not dry_run:
-        return Checkpoint(path, identity, restart=restart)
-    try:
-        return Checkpoint(path, identity)     # a dry run shows the resumed plan, even with --restart
-    except CheckpointMismatch:
-        click.echo(f"note: the checkpoint {path} belongs to another file or options; ignored by the dry run",
-                   err=True)
-        return None
-
-
 def _print_plan(prepared, est: dict, paths, settings) -> None:
     counts = prepared.counts()
     order = ["create", "update", "unchanged", "conflict", "failed", "skipped", "created", "updated", "pending"]
     shown = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
-    click.echo(f"live data: {prepared.strategy} ({prepared.reads} read(s))", err=True)
-    click.echo(f"plan: {prepared.n_rows} row(s): {shown or 'nothing'}", err=True)
+    ui.say(f"live data: {prepared.strategy} ({prepared.reads} read(s))")
+    ui.say(f"plan: {prepared.n_rows} row(s): {shown or 'nothing'}")
     days = est["days"]
     budget = ("no daily budget" if settings.max_per_day == 0
               else f"{est['remaining_today']} of {settings.max_per_day} left today")
-    click.echo(
+    ui.say(
         f"requests: {est['reads']} read(s) done, {est['saves']} client save(s) + {est['tag_calls']} tag call(s) "
         f"to send; about {_duration(est['seconds'])} at {settings.max_per_minute}/min; {budget}; "
-        f"{days} day(s) of budget", err=True)
-    click.echo(f"plan file: {paths.plan}", err=True)
+        f"{days} day(s) of budget")
+    ui.say(f"plan file: {paths.plan}")
 
 
 def _count_statuses(results) -> dict[str, int]:
@@ -302,33 +278,8 @@ def _count_statuses(results) -> dict[str, int]:
 
 def _print_summary(results, paths) -> None:
     counts = _count_statuses(results)
-    click.echo("result: " + ", ".join(f"{n} {s}" for s, n in counts.items()), err=True)
-    click.echo(f"results file: {paths.results}", err=True)
-
-
-def _exit_code(results) -> int:
-    bad = {"failed", "conflict", "pending"}
-    return EXIT_ROWS_FAILED if any(r.status in bad for r in results) else EXIT_OK
-
-
-def _stop_error(reason: EtlError, results, paths) -> EtlError:
-    left = sum(1 for r in results.values() if r.status == "pending")
-    done = sum(1 for r in results.values() if r.status in ("created", "updated"))
-    if isinstance(reason, BudgetExhausted):
-        when = f" at {format_epoch(reason.frees_at)}" if reason.frees_at else " later"
-        return BudgetExhausted(
-            f"stopped: the daily request budget is used up. {done} row(s) written, {left} left; "
-            f"the budget frees up{when}: run the same command again then (or add --wait)",
-            used=reason.used, limit=reason.limit, frees_at=reason.frees_at)
-    if isinstance(reason, Interrupted):
-        return Interrupted(f"interrupted: {done} row(s) written, {left} left; run the same command again to resume")
-    return _stopped_after_writes(reason, paths, f"{done} row(s) written, {left} left; ")
-
-
-def _stopped_after_writes(reason: EtlError, paths, progress: str = "") -> StoppedAfterWrites:
-    """Exit 4, not 1: exit 1 tells the user that nothing was written."""
-    return StoppedAfterWrites(f"stopped after the first write: {reason.message}; {progress}"
-                              f"results file: {paths.results}; run the same command again to resume")
+    ui.say("result: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    ui.say(f"results file: {paths.results}")
 
 
 def _duration(seconds: float) -> str:
@@ -338,18 +289,6 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f} h"
-
-
-@contextmanager
-def _progress(total: int, quiet: bool):
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="client", desc="import", disable=quiet or not sys.stderr.isatty(),
-               file=sys.stderr)
-    try:
-        yield bar
-    finally:
-        bar.close()
 
 
 @contextmanager
@@ -363,7 +302,7 @@ def _stop_on_sigint(clock):
         if clock.stop_requested():
             raise KeyboardInterrupt
         clock.request_stop()
-        click.echo("\nstopping after the request in flight (Ctrl-C again to abort now)", err=True)
+        ui.say("\nstopping after the request in flight (Ctrl-C again to abort now)")
 
     try:
         previous = signal.signal(signal.SIGINT, handler)

@@ -1,13 +1,38 @@
-"""What a person sees on stderr: the progress bar (tqdm), only at a terminal.
+"""The terminal side of a long run, shared by the commands: messages and notes on stderr,
+and the progress bars (tqdm), shown only at a terminal, never with --quiet.
 
-The library reports progress through hooks; the bar is drawn here, so a notebook or a
+The library reports progress through hooks; the bars are drawn here, so a notebook or a
 scheduler's log never gets one unasked.
 """
 from __future__ import annotations
 
 import contextlib
 import sys
+from contextlib import contextmanager
 from typing import Callable, Iterator
+
+import click
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def note(message: str) -> None:
+    """A ``note:`` line: how something was read or decided, nothing to act on."""
+    say("note: " + message)
+
+
+@contextmanager
+def progress(total: int, *, quiet: bool, unit: str, desc: str):
+    """A tqdm bar on stderr (``bar.update(n)``); a silent one when quiet or not a terminal."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, desc=desc, disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def progress_default() -> bool:

@@ -28,7 +28,7 @@ NOT_A_DATE = "date_number_not_a_date"
 
 def resolve_date_numbers(frame: pd.DataFrame, date_numbers: dict, base: pd.DataFrame | None
                          ) -> tuple[pd.DataFrame, list[Problem]]:
-    """``frame`` (index + 2 = spreadsheet row) with the serials of date-like columns read as
+    """``frame`` (indexed by spreadsheet row) with the serials of date-like columns read as
     dates, and a problem per number cell there (a warning when read, else an error)."""
     problems: list[Problem] = []
     out = frame
@@ -36,8 +36,7 @@ def resolve_date_numbers(frame: pd.DataFrame, date_numbers: dict, base: pd.DataF
         if column not in frame.columns or not _date_like(frame, column, set(by_row), base):
             continue
         for row, day in sorted(by_row.items()):
-            index = row - 2
-            if index not in frame.index:
+            if row not in frame.index:
                 continue        # a row left out (--skip-invalid)
             if day is None:
                 problems.append(Problem(row, column, None, NOT_A_DATE,
@@ -46,7 +45,7 @@ def resolve_date_numbers(frame: pd.DataFrame, date_numbers: dict, base: pd.DataF
                 continue
             if out is frame:
                 out = frame.copy()
-            out.at[index, column] = day
+            out.at[row, column] = day
             problems.append(Problem(row, column, None, CONVERTED,
                                     "a spreadsheet date number in a column of dates; read as the date "
                                     "it stands for (yyyy-MM-dd)",
@@ -55,7 +54,7 @@ def resolve_date_numbers(frame: pd.DataFrame, date_numbers: dict, base: pd.DataF
 
 
 def _date_like(frame: pd.DataFrame, column: str, number_rows: set[int], base: pd.DataFrame | None) -> bool:
-    others = frame.loc[[int(i) + 2 not in number_rows for i in frame.index], [column]]
+    others = frame.loc[[int(i) not in number_rows for i in frame.index], [column]]
     if _all_dates(others, column):
         return True
     return base is not None and column in base.columns and _all_dates(base[[column]], column)

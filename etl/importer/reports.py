@@ -13,11 +13,11 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from .codec import damage
-from .codec.model import Problem
-from .codec.text import guard
+from ..codec import damage
+from ..codec.model import Problem
+from ..codec.text import guard
 from .diff import RowPlan
-from .files import atomic_path, make_private_dirs
+from ..files import atomic_path, make_private_dirs
 
 REPORT_COLUMNS = ["row", "column", "value", "check", "severity", "message", "hint"]
 PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "note"]
@@ -123,14 +123,16 @@ def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir:
 
 
 def write_rejects(path: Path, frame: pd.DataFrame, problems_by_row: dict[int, list[str]]) -> Path:
-    """The invalid rows of a --skip-invalid import, in the export's CSV format, with a
+    """``frame`` is indexed by spreadsheet row (``diff.by_spreadsheet_row``).
+
+    The invalid rows of a --skip-invalid import, in the export's CSV format, with a
     ``row`` and ``problems`` columns first: fix the rows, delete those two columns, import
     the file again."""
-    from .codec import write_table
+    from ..codec import write_table
 
     rejects = frame.copy()
-    rejects.insert(0, "problems", ["; ".join(problems_by_row.get(int(i) + 2, [])) for i in frame.index])
-    rejects.insert(0, "row", [int(i) + 2 for i in frame.index])
+    rejects.insert(0, "problems", ["; ".join(problems_by_row.get(int(row), [])) for row in frame.index])
+    rejects.insert(0, "row", [int(row) for row in frame.index])
     write_table(rejects.reset_index(drop=True), path, format="csv")
     return Path(path)
 

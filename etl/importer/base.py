@@ -27,8 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import diff as D
-from .errors import ConfigError, ValidationFailed
-from .snapshots import SnapshotStore, watermark_epoch
+from ..errors import ConfigError, ValidationFailed
+from ..snapshots import SnapshotStore, watermark_epoch
 
 MATCH_THRESHOLD = 0.8        # share of a file's cells that must equal a snapshot's to take it as base
 MATCH_SAMPLE = 2000          # rows compared per snapshot
@@ -57,7 +57,7 @@ class Base:
 def known_custom_fields(frame: pd.DataFrame | None, meta: dict | None) -> dict | None:
     """FieldId → label of the account's custom fields as of a snapshot: its meta's list,
     else (an older snapshot) its ``custom.*`` columns; None when unknown."""
-    from . import fields as F
+    from .. import fields as F
 
     listed = (meta or {}).get("custom_fields")
     if isinstance(listed, dict) and listed:
@@ -179,7 +179,7 @@ def content_agreement(frame: pd.DataFrame, base: pd.DataFrame) -> float:
     """The share of the file's non-empty writable cells (on up to MATCH_SAMPLE of its
     clients) equal to the snapshot's, compared normalised. A client the snapshot lacks
     disagrees on every cell, so a small filtered export never beats the file's own."""
-    from .codec import normalized_frame
+    from ..codec import normalized_frame
 
     keyed = frame[frame["ClientId"].notna()].head(MATCH_SAMPLE)
     columns = [c for c in D.compared_columns(frame.columns) if c in base.columns]

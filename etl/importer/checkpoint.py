@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CheckpointMismatch, PathError
-from .files import make_private_dirs, open_private, refuse_symlink
+from ..errors import CheckpointMismatch, PathError
+from ..files import make_private_dirs, open_private, refuse_symlink
 
 FINAL = frozenset({"created", "updated", "unchanged", "failed"})
 

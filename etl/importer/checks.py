@@ -24,9 +24,9 @@ from collections import defaultdict
 from typing import Iterable
 
 from . import diff as D
-from . import fields as F
-from .codec import damage as DMG
-from .codec.model import ERROR, WARNING, Problem
+from .. import fields as F
+from ..codec import damage as DMG
+from ..codec.model import ERROR, WARNING, Problem
 
 DAMAGE_CHECKS = {
     DMG.LOST: "spreadsheet_lost_digits",

@@ -22,14 +22,16 @@ Failures:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .checkpoint import Checkpoint
-from .clock import SystemClock
+from ..clock import SystemClock
 from .diff import CREATE, Change, RowPlan, merged_body, normalized, tag_op_field
-from .errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
+from .matching import fold
+from ..errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
 from .reports import RowResult
 
 TRANSIENT_TRIES = 3
@@ -40,7 +42,14 @@ NOT_FOUND_PAUSE = 2.0
 @dataclass
 class ApplyOutcome:
     results: dict[int, RowResult] = field(default_factory=dict)
+    created: dict[int, int] = field(default_factory=dict)   # row → the ClientId its create made
     stopped_by: Exception | None = None      # BudgetExhausted, Interrupted, or the EtlError that stopped it
+
+
+    def with_client(self, plan: RowPlan) -> RowPlan:
+        """``plan`` with the ClientId its create made, if it made one (the plan is not changed)."""
+        created = self.created.get(plan.row)
+        return plan if created is None else dataclasses.replace(plan, client_id=created)
 
 
 class _RowFailed(Exception):
@@ -79,23 +88,26 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
             if plan.body is not None and plan.action != CREATE:
                 fresh.refresh_if_old()
             outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids, on_saved,
-                                                   on_created, fresh)
+                                                   on_created, fresh, outcome.created)
         except EtlError as exc:          # BudgetExhausted, Interrupted (Ctrl-C), or an error every later row would meet
             outcome.stopped_by = exc
             break
         finally:
-            on_row(plan)
+            on_row(outcome.with_client(plan))
     return outcome
 
 
 def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids, on_saved,
-               on_created=lambda plan: None, fresh: "FreshProfiles | None" = None) -> RowResult:
+               on_created=lambda plan: None, fresh: "FreshProfiles | None" = None,
+               created: dict[int, int] | None = None) -> RowResult:
     fields = tuple(c.field for c in plan.changes) + (("Tags",) if plan.tag_adds or plan.tag_removes else ())
+    client_id = plan.client_id
     try:
-        client_id = plan.client_id
         if plan.action == CREATE:
             client_id = _create(client, plan, cp, clock, known_ids(plan))
-            on_created(plan)
+            if created is not None:
+                created[plan.row] = client_id
+            on_created(dataclasses.replace(plan, client_id=client_id))
         elif plan.body is not None:
             _save(client, plan, cp, tz, fresh.body_for(plan) if fresh is not None else plan.body)
             on_saved(plan)
@@ -108,16 +120,16 @@ def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids,
                 Change(tag_op_field(t, add), None, True)
                 for add, tags in ((True, plan.tag_adds), (False, plan.tag_removes)) for t in tags]))
     except _RowFailed as exc:
-        cp.finish(plan.row, exc.status, client_id=plan.client_id, fields=fields, error=exc.message)
-        return RowResult(plan.row, plan.client_id, exc.status, fields, exc.message)
+        cp.finish(plan.row, exc.status, client_id=client_id, fields=fields, error=exc.message)
+        return RowResult(plan.row, client_id, exc.status, fields, exc.message)
     except TRANSIENT_ERRORS as exc:
-        return _left_unverified(plan, cp, fields, exc)
+        return _left_unverified(plan.row, client_id, cp, fields, exc)
     status = "created" if plan.action == CREATE else "updated"
     cp.finish(plan.row, status, client_id=client_id, fields=fields)
     return RowResult(plan.row, client_id, status, fields, plan.message)
 
 
-def _left_unverified(plan: RowPlan, cp: Checkpoint, fields: tuple, exc) -> RowResult:
+def _left_unverified(row: int, client_id: int | None, cp: Checkpoint, fields: tuple, exc) -> RowResult:
     """The read verifying an uncertain write failed too: whether it landed is unknown.
 
     Guessing either way could lose an edit or create a client twice, so the row waits
@@ -125,8 +137,8 @@ def _left_unverified(plan: RowPlan, cp: Checkpoint, fields: tuple, exc) -> RowRe
     """
     message = (f"could not check whether a request took effect ({exc.message}); "
                "a re-run verifies and retries this row")
-    cp.leave_unverified(plan.row, fields=fields, error=message)
-    return RowResult(plan.row, plan.client_id, "pending", fields, message)
+    cp.leave_unverified(row, fields=fields, error=message)
+    return RowResult(row, client_id, "pending", fields, message)
 
 
 # --------------------------------------------------------------------------- saves
@@ -165,7 +177,7 @@ class FreshProfiles:
         record = self.profiles.get(plan.client_id)
         if record is None or record.get("LastUpdateDate") == plan.body.get("LastUpdateDate"):
             return plan.body
-        from .codec import clients_to_frame
+        from ..codec import clients_to_frame
 
         now = clients_to_frame([record], tz=self.tz).iloc[0]
         clashes = [c.field for c in plan.changes
@@ -197,7 +209,7 @@ def _save(client, plan: RowPlan, cp: Checkpoint, tz: str, body: dict) -> None:
 
 def _landed(live: dict, changes: list[Change], tz: str) -> bool:
     """Does the live profile already hold every changed value?"""
-    from .codec import clients_to_frame
+    from ..codec import clients_to_frame
 
     row = clients_to_frame([live], tz=tz).iloc[0]
     return all(normalized(c.field, row.get(c.field)) == normalized(c.field, c.new) for c in changes)
@@ -217,7 +229,6 @@ def _create(client, plan: RowPlan, cp: Checkpoint, clock, known: set[int]) -> in
             saved = {"ClientId": found}
         client_id = int(saved["ClientId"])
         cp.set_client(plan.row, client_id)
-        plan.client_id = client_id
         return client_id
     raise _RowFailed("pending", "IntakeQ kept failing (5xx or timeouts); a re-run retries this row")
 
@@ -231,13 +242,9 @@ def find_created(client, plan_or_values, known: set[int]) -> int | None:
     first, last = plan_or_values.name_key if isinstance(plan_or_values, RowPlan) else plan_or_values
     # Search by the last name alone: the API matches it inside Name whatever Name holds.
     found = [r for r in client.iter_clients(search=last or first)
-             if _fold(r.get("FirstName")) == first and _fold(r.get("LastName")) == last
+             if fold(r.get("FirstName")) == first and fold(r.get("LastName")) == last
              and int(r["ClientId"]) not in known]
     return max(int(r["ClientId"]) for r in found) if found else None
-
-
-def _fold(v) -> str:
-    return str(v).strip().casefold() if v not in (None, "") else ""
 
 
 # --------------------------------------------------------------------------- tags

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .diff import Written
-from .files import create_private_file, ensure_private_dir
+from ..files import create_private_file, ensure_private_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS created (

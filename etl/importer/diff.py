@@ -1,4 +1,6 @@
-"""The three-way diff of an import: base, file, live → one RowPlan per row. Pure: no I/O.
+"""The three-way diff of an import: base, file, live → one RowPlan per row.
+
+Pure: no I/O, and no input is changed (new RowEdits and RowPlans are returned).
 
 * **base** — what the export wrote (its snapshot), or None for a file from elsewhere.
 * **file** — the admin's edited copy (a typed frame from the codec).
@@ -25,17 +27,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from . import fields as F
-from .codec import damage as DMG
-from .codec import normalized, normalized_frame, to_api_value
-from .codec.text import MONTH_FIRST
+from .. import fields as F
+from ..codec import damage as DMG
+from ..codec import normalized, normalized_frame, to_api_value
+from ..codec.text import MONTH_FIRST
+from .matching import MatchIndex, created_earlier, fold, plain
 
 BLANK_KEEP, BLANK_CLEAR = "keep", "clear"
 TAGS_MERGE, TAGS_REPLACE = "merge", "replace"
@@ -149,6 +151,13 @@ class RowPlan:
 # --------------------------------------------------------------------------- step 1
 
 
+def by_spreadsheet_row(table) -> pd.Index:
+    """The index of an import's file frame: each row's spreadsheet row (header = 1), as the
+    codec read it (``Table.row_numbers``: blank rows skipped), carried with the row from
+    here on, into the plan, results and rejects."""
+    return pd.Index(table.row_numbers, name="row").astype("int64")
+
+
 def compared_columns(columns: Iterable[str]) -> list[str]:
     """The file's columns an import may send: writable ones (Tags handled apart)."""
     return [c for c in columns if F.is_writable(c)]
@@ -163,7 +172,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
                unknown: Iterable[tuple[int, str]] = ()) -> list[RowEdit]:
     """File vs base: one RowEdit per file row (rows without edits have empty values).
 
-    ``file`` keeps its index (spreadsheet row = index + 2); ``base`` is the snapshot
+    ``file`` is indexed by spreadsheet row (:func:`by_spreadsheet_row`); ``base`` is the snapshot
     frame (ClientId column) or None. Vectorised: only rows with a differing cell are
     looked at one by one, so a 100,000-row file with a few edits is quick.
 
@@ -180,7 +189,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     writable = compared_columns(file.columns)
     has_tags = "Tags" in file.columns
     ids = _client_ids(file)
-    rows = [int(i) + 2 for i in file.index]
+    rows = [int(i) for i in file.index]
     unknown_at = _unknown_by_position(unknown, rows)
     if base_by_id is None:
         return [_two_way_row(file, pos, rows[pos], ids[pos], writable, has_tags, options,
@@ -213,14 +222,14 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
             base_row = base_by_id.loc[cid]
             changed = [c for c in writable if c in differs and differs[c][pos]]
             changed += [c for c in writable if c not in differs and not _blank(file[c].iat[pos])]
-            ignored = tuple(Ignored(c, _value(base_row[c]), _value(file[c].iat[pos]))
+            ignored = tuple(Ignored(c, plain(base_row[c]), plain(file[c].iat[pos]))
                             for c in read_only if differs[c][pos])
             edit = _three_way_row(file, pos, rows[pos], cid, base_row, changed, has_tags and "Tags" not in skip,
                                   options, ignored=ignored, damage=damage.get(pos, ()))
             edits.append(_with_earlier_writes(edit, file, pos, base_row, earlier, options, skip))
             continue
         if cid is None:
-            base_match = base_match or _MatchIndex.from_frame(base_by_id)
+            base_match = base_match or MatchIndex.from_frame(base_by_id)
             matched, how = base_match.find(file.iloc[pos])
             if matched is not None:
                 base_row = base_by_id.loc[matched]
@@ -268,7 +277,7 @@ def _take_out_damage(file, aligned, differs, rows, writable) -> dict[int, tuple[
         if F.kind_of(col) != "text" or not mask.any():
             continue
         for pos in np.flatnonzero(mask):
-            file_value, base_value = _value(file[col].iat[pos]), _value(aligned[col].iat[pos])
+            file_value, base_value = plain(file[col].iat[pos]), plain(aligned[col].iat[pos])
             kind = DMG.classify(base_value, file_value)
             if kind is None:
                 continue
@@ -289,18 +298,18 @@ def _changed_cells(file, pos, row, base_row, writable, options) -> tuple[list[st
             continue
         if not _cell_differs(c, file_value, base_row[c], options):
             continue
-        kind = DMG.classify(_value(base_row[c]), _value(file_value)) if F.kind_of(c) == "text" else None
+        kind = DMG.classify(plain(base_row[c]), plain(file_value)) if F.kind_of(c) == "text" else None
         if kind is None:
             changed.append(c)
         else:
-            damage.append(DMG.Damage(row, c, _value(file_value), _value(base_row[c]), kind))
+            damage.append(DMG.Damage(row, c, plain(file_value), plain(base_row[c]), kind))
     return changed, tuple(damage)
 
 
 def _three_way_row(file, pos, row, cid, base_row, changed, has_tags, options, *, ignored=(), damage=(),
                    matched_by=None):
     values = {c: _to_send(c, file[c].iat[pos]) for c in changed}
-    base_values = {c: _value(base_row[c]) if c in base_row.index else None for c in changed}
+    base_values = {c: plain(base_row[c]) if c in base_row.index else None for c in changed}
     tags_add = tags_remove = frozenset()
     if has_tags:
         file_tags = _tags(file["Tags"].iat[pos])
@@ -353,13 +362,12 @@ def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options, s
         if col in edit.values or col in skip or col not in compared_columns(file.columns) \
                 or col not in base_row.index:
             continue
-        file_value, base_value = _to_send(col, file[col].iat[pos]), _value(base_row[col])
+        file_value, base_value = _to_send(col, file[col].iat[pos]), plain(base_row[col])
         if not _same(col, file_value, base_value, options.date_order) or _same(col, w.value, base_value):
             continue
         wanted = options.prefer_file and (file_value is not None or options.blank == BLANK_CLEAR)
         (reverts if wanted else kept).append(Kept(col, file_value, w.value, w.at))
-    edit.kept, edit.reverts = tuple(kept), tuple(reverts)
-    return edit
+    return dataclasses.replace(edit, kept=tuple(kept), reverts=tuple(reverts))
 
 
 def _two_way_row(file, pos, row, cid, writable, has_tags, options, *, skip=frozenset()):
@@ -402,26 +410,25 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
     change an import of ours already made and live no longer shows was undone by staff
     since, and is not made again.
     """
-    from .codec import clients_to_frame
+    from ..codec import clients_to_frame
 
     universe = list(universe)
     live = {**{int(r["ClientId"]): r for r in universe}, **live}
     if live_frame is None:
         live_frame = clients_to_frame(list(live.values()), tz=options.tz)
     live_typed = _index_by_client_id(live_frame)
-    matcher = _MatchIndex.from_records(universe)
+    matcher = MatchIndex.from_records(universe)
     plans = []
     for edit in edits:
-        edit = dataclasses.replace(edit, values=dict(edit.values))
         if edit.client_id is None and edit.needs_live:
             cid, how = matcher.find_values(edit.values)
             if cid is None:
-                cid, how, clash = _created_earlier(edit.values, created_before or {}, created_here or {}, live)
+                cid, how, clash = created_earlier(edit.values, created_before or {}, created_here or {}, live)
                 if clash:
                     plans.append(RowPlan(edit.row, None, CONFLICT, message=clash))
                     continue
             if cid is not None:
-                edit.client_id, edit.matched_by = cid, "IntakeQ: " + how
+                edit = dataclasses.replace(edit, client_id=cid, matched_by="IntakeQ: " + how)
         if edit.client_id is None:
             plans.append(_plan_create(edit, options))
         elif not edit.needs_live:
@@ -436,37 +443,13 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
     return plans
 
 
-def _created_earlier(values: dict, created: dict, created_here: dict, live: dict
-                     ) -> tuple[int | None, str | None, str | None]:
-    """A new row (IntakeQ's rule matched nothing) named like a client an earlier import
-    created: from this same file whatever its contact (the admin edited the row's email
-    after its import: the file's ClientId cell is still empty), from any file when the row
-    has neither email nor phone.
-
-    Returns (ClientId, how, None) for exactly one such live client, (None, None, message)
-    when several, else (None, None, None).
-    """
-    name = (_fold(values.get("FirstName")), _fold(values.get("LastName")))
-    if _fold(values.get("Email")) or _digits(values.get("Phone")):
-        created, how = created_here, "an earlier run of this file created a client with this name"
-    else:
-        how = "an earlier import created a client with this name"
-    ids = sorted(i for i in created.get(name, ()) if i in live)
-    if len(ids) == 1:
-        return ids[0], how, None
-    if len(ids) > 1:
-        return None, None, (f"earlier imports created {len(ids)} clients with this name (ClientIds "
-                            f"{', '.join(map(str, ids))}): put the right ClientId in the row")
-    return None, None, None
-
-
 def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options: Options,
                  written: dict[tuple[int, str], Written]) -> RowPlan:
     changes, conflicts, damage = [], [], list(edit.damage)
     for col, new in edit.values.items():
         if new is None and edit.matched_by:   # a new row matched to a client: blanks clear nothing
             continue
-        current = _value(live_row[col]) if col in live_row.index else None
+        current = plain(live_row[col]) if col in live_row.index else None
         if _same(col, current, new, options.date_order):
             continue
         base_value = edit.base.get(col) if edit.base is not None else None
@@ -482,11 +465,11 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
                 continue
         changes.append(Change(col, current, new))
     for k in edit.reverts:         # set back only what live still holds from our import
-        current = _value(live_row[k.field]) if k.field in live_row.index else None
+        current = plain(live_row[k.field]) if k.field in live_row.index else None
         if _same(k.field, current, k.written) and not _same(k.field, current, k.file):
             changes.append(Change(k.field, current, k.file))
     kept = tuple(k for k in edit.kept    # staff changed it since: no longer our value to keep
-                 if k.field in live_row.index and _same(k.field, _value(live_row[k.field]), k.written))
+                 if k.field in live_row.index and _same(k.field, plain(live_row[k.field]), k.written))
     _name_follows(changes, edit, live_row)
     live_tags = _tags(live_record.get("Tags"))
     if edit.tags_exact is not None:
@@ -548,10 +531,10 @@ def _name_follows(changes: list[Change], edit: RowEdit, live_row: pd.Series) -> 
     names = {c.field: c.new for c in changes}
     if "Name" in edit.values or not ({"FirstName", "LastName"} & names.keys()):
         return
-    first = names.get("FirstName", _value(live_row.get("FirstName")))
-    last = names.get("LastName", _value(live_row.get("LastName")))
+    first = names.get("FirstName", plain(live_row.get("FirstName")))
+    last = names.get("LastName", plain(live_row.get("LastName")))
     name = " ".join(p for p in (first, last) if p)
-    current = _value(live_row.get("Name"))
+    current = plain(live_row.get("Name"))
     if name and not _same("Name", current, name):
         changes.append(Change("Name", current, name, derived=True))
 
@@ -566,7 +549,7 @@ def _plan_create(edit: RowEdit, options: Options) -> RowPlan:
     tags = sorted(edit.tags_exact if edit.tags_exact is not None else edit.tags_add)
     return RowPlan(edit.row, None, CREATE, changes=[Change(c, None, v) for c, v in values.items()],
                    tag_adds=tags, body=body,
-                   name_key=(_fold(values.get("FirstName")), _fold(values.get("LastName"))))
+                   name_key=(fold(values.get("FirstName")), fold(values.get("LastName"))))
 
 
 def _matched_note(edit: RowEdit) -> str:
@@ -596,7 +579,7 @@ def same_new_client_rows(items) -> list[tuple[int, int, str]]:
 
     ``items`` are RowEdits (rows still without a client) or RowPlans (creates).
     """
-    seen = _MatchIndex()
+    seen = MatchIndex()
     pairs = []
     for item in items:
         values = _new_client_values(item)
@@ -647,59 +630,6 @@ def set_api_field(body: dict, column: str, value: Any, tz: str) -> None:
         entries.append({"FieldId": field_id, "Value": api_value})
     else:
         body[column] = api_value
-
-
-# --------------------------------------------------------------------------- matching
-
-
-class _MatchIndex:
-    """IntakeQ's create-or-match rule: first name + email, or first name + phone."""
-
-    def __init__(self):
-        self.by_email: dict[tuple[str, str], int] = {}
-        self.by_phone: dict[tuple[str, str], int] = {}
-
-    def add(self, cid, first, email, phone) -> None:
-        first = _fold(first)
-        if not first or cid is None:
-            return
-        if _fold(email):
-            self.by_email.setdefault((first, _fold(email)), int(cid))
-        if _digits(phone):
-            self.by_phone.setdefault((first, _digits(phone)), int(cid))
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame | None) -> "_MatchIndex":
-        index = cls()
-        if frame is None or "FirstName" not in frame.columns:
-            return index
-        emails = frame["Email"] if "Email" in frame.columns else pd.Series(None, index=frame.index)
-        phones = frame["Phone"] if "Phone" in frame.columns else pd.Series(None, index=frame.index)
-        for cid, first, email, phone in zip(frame.index, frame["FirstName"], emails, phones):
-            index.add(cid, _value(first), _value(email), _value(phone))
-        return index
-
-    @classmethod
-    def from_records(cls, records: Iterable[dict]) -> "_MatchIndex":
-        index = cls()
-        for r in records:
-            index.add(r.get("ClientId"), r.get("FirstName"), r.get("Email"), r.get("Phone"))
-        return index
-
-    def find_values(self, values: dict) -> tuple[int | None, str | None]:
-        first = _fold(values.get("FirstName"))
-        if not first:
-            return None, None
-        email = _fold(values.get("Email"))
-        if email and (first, email) in self.by_email:
-            return self.by_email[(first, email)], "first name + email"
-        phone = _digits(values.get("Phone"))
-        if phone and (first, phone) in self.by_phone:
-            return self.by_phone[(first, phone)], "first name + phone"
-        return None, None
-
-    def find(self, row: pd.Series) -> tuple[int | None, str | None]:
-        return self.find_values({k: _value(row.get(k)) for k in ("FirstName", "Email", "Phone")})
 
 
 # --------------------------------------------------------------------------- helpers
@@ -753,32 +683,14 @@ def _same(col: str, a, b, date_order: str = MONTH_FIRST) -> bool:
 def _to_send(col: str, v):
     """A file's cell as it would be sent: a text cell without the spaces around it (a
     typist's or a spreadsheet's, never data: every comparison ignores them too)."""
-    v = _value(v)
+    v = plain(v)
     if isinstance(v, str) and F.kind_of(col) == "text":
         return v.strip() or None
     return v
 
 
-def _value(v):
-    """A typed cell as a plain Python value; NA/NaN/"" → None."""
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple, set, frozenset)):
-        return v
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        return v
-    if isinstance(v, str) and v.strip() == "":
-        return None
-    if hasattr(v, "item") and not isinstance(v, pd.Timestamp):
-        return v.item()
-    return v
-
-
 def _blank(v) -> bool:
-    return _value(v) is None
+    return plain(v) is None
 
 
 def _tags(v) -> set[str]:
@@ -787,19 +699,6 @@ def _tags(v) -> set[str]:
     if isinstance(v, str):
         return {v}
     return {str(t) for t in v}
-
-
-def _fold(v) -> str:
-    v = _value(v)
-    return str(v).strip().casefold() if v is not None else ""
-
-
-_NON_DIGITS = re.compile(r"\D+")
-
-
-def _digits(v) -> str:
-    v = _value(v)
-    return _NON_DIGITS.sub("", str(v)) if v is not None else ""
 
 
 def days_needed(writes: int, remaining_today: int | None, per_day: int) -> int:

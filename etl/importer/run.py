@@ -1,6 +1,6 @@
 """The import pipeline: read → validate → base → edits → live → plan → apply → results.
 
-The CLI (``etl/cli/import_.py``) is a thin shell over :func:`prepare` and :func:`apply`;
+The CLI (``etl/cli/import_.py``) is a thin shell over :func:`run_import` (or :func:`prepare`);
 a notebook can call them the same way. Nothing is sent before the file has been read
 and validated; a dry run sends reads only.
 """
@@ -8,92 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from ..codec import damage as DMG
+from ..codec.export_id import read_export_id
+from ..codec.serials import resolve_date_numbers
+from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, ValidationFailed
+from ..snapshots import SnapshotStore
 from . import applied, checks
 from . import diff as D
 from .base import Base, find_base
-from .codec import damage as DMG
-from .codec.export_id import read_export_id
-from .codec.serials import resolve_date_numbers
 from .checkpoint import Checkpoint, RowState
-from .errors import BudgetExhausted, EtlError, Interrupted, ValidationFailed
+from .live import fetch_live, live_custom_fields
+from .matching import fold
+from .options import ImportOptions, Paths
+from .outcome import RunOutcome, stopped_after_writes
 from .reports import RowResult
-from .snapshots import SnapshotStore
-
-PAGE = 100
-
-
-class Aborted(EtlError):
-    """The user declined the confirmation."""
-
-
-@dataclass
-class ImportOptions:
-    tags: str = D.TAGS_MERGE
-    blank: str = D.BLANK_KEEP
-    prefer_file: bool = False
-    skip_invalid: bool = False
-    base: str | None = None          # export dir or export id
-    timezone: str | None = None      # None: the base export's timezone, else UTC
-    format: str | None = None
-    encoding: str | None = None
-    date_format: str | None = None
-    formula_guard: bool = True
-    sheet: str | None = None         # the XLSX sheet to read (None: the one with ClientId)
-
-    def diff_options(self) -> D.Options:
-        return D.Options(blank=self.blank, tags=self.tags, prefer_file=self.prefer_file,
-                         tz=self.timezone)
-
-    def identity_fields(self) -> dict:
-        """Options that change how the file reads: with the file's bytes, the checkpoint's identity.
-
-        The timezone is not one of them: dates are read as calendar dates whatever the
-        zone, and it only shapes what is sent, which every run plans afresh.
-
-        Merge options (--tags, --blank, --prefer) are left out on purpose: every run plans
-        afresh against live, so rows already done stay done and the rest follow the new
-        options (re-running with --prefer file after conflicts just works).
-        """
-        identity = {"skip_invalid": self.skip_invalid, "format": self.format,
-                    "encoding": self.encoding, "date_format": self.date_format,
-                    "formula_guard": self.formula_guard}
-        if self.sheet is not None:     # only when given: checkpoints of earlier versions stay valid
-            identity["sheet"] = self.sheet
-        return identity
-
-
-@dataclass
-class Paths:
-    """Where an import writes; by default next to the input file."""
-
-    checkpoint: Path
-    results: Path
-    plan: Path
-    report: Path
-    rejects: Path
-    written: list[Path] = field(default_factory=list)   # what this run wrote, in order (--json lists it)
-
-    def wrote(self, path: Path) -> None:
-        if path not in self.written:
-            self.written.append(path)
-
-    @classmethod
-    def beside(cls, source: Path, checkpoint=None, results=None, plan=None, report=None, rejects=None):
-        stem = source.parent / source.stem
-        return cls(checkpoint=Path(checkpoint or f"{stem}.checkpoint.sqlite"),
-                   results=Path(results or f"{stem}.results.csv"),
-                   plan=Path(plan or f"{stem}.plan.csv"),
-                   report=Path(report or f"{stem}.report.csv"),
-                   rejects=Path(rejects or f"{stem}.rejects.csv"))
 
 
 @dataclass
@@ -127,13 +61,12 @@ class Prepared:
 
 def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
     """Read the file through the codec and validate it. Raises ValidationFailed (nothing sent)."""
-    from .codec import read_table
+    from ..codec import read_table
     from schemas.clients import validate_table
 
     table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
                        formula_guard=opts.formula_guard, tz=opts.timezone, sheet=opts.sheet)
-    # From here on a row's index + 2 is its spreadsheet row (blank rows are skipped by the codec).
-    table.frame.index = pd.Index([int(r) - 2 for r in table.row_numbers])
+    table.frame.index = D.by_spreadsheet_row(table)     # each row carries its row number
     problems = validate_table(table)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
@@ -155,7 +88,7 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
         for p in errors:
             value = f" ({p.value!r})" if p.value not in (None, "") else ""
             rejected.setdefault(p.row, []).append(f"{p.column}{value}: {p.message}" if p.column else p.message)
-        keep = [i for i in frame.index if int(i) + 2 not in bad_rows]
+        keep = [i for i in frame.index if int(i) not in bad_rows]
         rejects = frame.drop(index=keep)
         from .reports import write_rejects
 
@@ -171,67 +104,6 @@ def _describe(p) -> str:
     where = ", ".join(x for x in (f"row {p.row}" if p.row else "", f"column {p.column}" if p.column else "") if x)
     return f"{where}: {p.message}" if where else p.message
 
-
-def plan_identity(source: Path, opts: ImportOptions) -> str:
-    digest = hashlib.sha256()
-    with open(source, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    digest.update(json.dumps(opts.identity_fields(), sort_keys=True).encode())
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- base
-
-
-
-# --------------------------------------------------------------------------- live
-
-
-@dataclass
-class Live:
-    records: dict[int, dict]
-    universe: list[dict]               # live clients known for matching new rows
-    strategy: str
-
-
-def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live:
-    """Live data at the lowest cost, for the rows that need it.
-
-    With a base: per-client look-ups when they cost no more than a full pull, plus one
-    query for clients created since the base (to match new rows); else a full pull.
-    Without a base: a full pull.
-    """
-    need = [e for e in edits if e.needs_live]
-    ids = sorted({e.client_id for e in need if e.client_id is not None} | set(extra_ids))
-    has_new = any(e.client_id is None for e in need)
-    if not need and not ids:
-        return Live({}, [], "no live data needed")
-    # New rows are matched against every client (IntakeQ would match a create to one we do
-    # not know and replace its whole profile), so a filtered base cannot serve them.
-    if base.frame is not None and (base.complete or not has_new):
-        full_cost = len(base.frame) // PAGE + 1
-        if len(ids) <= full_cost:
-            records = {}
-            for cid in ids:
-                found = client.get_client(cid)
-                if found is not None:
-                    records[int(found["ClientId"])] = found
-            universe = list(records.values())
-            how = f"{len(ids)} per-client look-up(s)"
-            if has_new:
-                taken = datetime.fromtimestamp(base.taken_at, timezone.utc) if base.taken_at else None
-                since = (taken or datetime.now(timezone.utc)).date() - timedelta(days=1)
-                created = list(client.iter_clients(date_created_start=since))
-                universe += created
-                records.update({int(r["ClientId"]): r for r in created})   # full profiles too
-                how += f" + clients created since {since.isoformat()}"
-            return Live(records, universe, how)
-    everyone = list(client.iter_clients())
-    records = {int(r["ClientId"]): r for r in everyone}
-    why = ("no base" if base.frame is None else "new rows, and the base export was filtered"
-           if has_new and not base.complete else "many rows changed")
-    return Live(records, everyone, f"full pull of all clients ({why})")
 
 
 # --------------------------------------------------------------------------- prepare
@@ -267,7 +139,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     for row, st in states.items():
         if st.final:
             settled[row] = RowResult(row, st.client_id, st.status, st.fields, st.error or "")
-    planning = frame.loc[[i for i in frame.index if int(i) + 2 not in settled]]
+    planning = frame.loc[[i for i in frame.index if int(i) not in settled]]
 
     written = D.written_since(applied.written(settings.account_dir), base.taken_at)
     edits = D.find_edits(planning, base.frame, diff_options, written=written, unknown=table.unknown)
@@ -300,15 +172,6 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone)
 
 
-def live_custom_fields(live: "Live") -> dict | None:
-    """FieldId → label of the custom fields live clients list (IntakeQ lists every field of
-    the account on each client); None when no client was fetched."""
-    from .codec import custom_field_labels
-
-    records = [r for r in list(live.records.values()) + list(live.universe) if "CustomFields" in r]
-    return custom_field_labels(records) if records else None
-
-
 def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:
     """Stop on the checks' errors (the validation report lists them all)."""
     from .reports import write_report
@@ -327,7 +190,7 @@ def _without_damage(problems):
 
 def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], checkpoint) -> int:
     """Give rows whose create already happened their ClientId; find creates whose answer was lost."""
-    from .load import find_created
+    from .apply import find_created
 
     if not states:
         return 0
@@ -335,14 +198,14 @@ def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], ch
         frame.insert(0, "ClientId", pd.array([pd.NA] * len(frame), dtype="Int64"))
     adopted = 0
     for index in frame.index:
-        row = int(index) + 2
+        row = int(index)
         st = states.get(row)
         if st is None or not pd.isna(frame.at[index, "ClientId"]):
             continue
         client_id = st.client_id
         if st.create_unverified:
-            first = _fold(frame.at[index, "FirstName"]) if "FirstName" in frame.columns else ""
-            last = _fold(frame.at[index, "LastName"]) if "LastName" in frame.columns else ""
+            first = fold(frame.at[index, "FirstName"]) if "FirstName" in frame.columns else ""
+            last = fold(frame.at[index, "LastName"]) if "LastName" in frame.columns else ""
             client_id = find_created(client, (first, last), set(st.known_ids))
             if client_id is not None:
                 checkpoint.set_client(row, client_id)
@@ -355,19 +218,13 @@ def _resume_creates(client, frame: pd.DataFrame, states: dict[int, RowState], ch
 def _known_ids(plan: D.RowPlan, universe: list[dict], base: Base) -> set[int]:
     first, last = plan.name_key or ("", "")
     known = {int(r["ClientId"]) for r in universe
-             if _fold(r.get("FirstName")) == first and _fold(r.get("LastName")) == last}
+             if fold(r.get("FirstName")) == first and fold(r.get("LastName")) == last}
     if base.frame is not None and {"FirstName", "LastName"} <= set(base.frame.columns):
         f = base.frame
         same = (f["FirstName"].astype("string").str.strip().str.casefold() == first) & \
                (f["LastName"].astype("string").str.strip().str.casefold() == last)
         known |= {int(c) for c in f.loc[same.fillna(False), "ClientId"].dropna()}
     return known
-
-
-def _fold(v) -> str:
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return ""
-    return str(v).strip().casefold()
 
 
 def estimate(prepared: Prepared, client, settings) -> dict:
@@ -389,14 +246,6 @@ def estimate(prepared: Prepared, client, settings) -> dict:
 # --------------------------------------------------------------------------- run
 
 
-@dataclass
-class RunOutcome:
-    prepared: Prepared
-    results: dict[int, RowResult]
-    stopped_by: Exception | None = None     # BudgetExhausted, Interrupted, or the EtlError that stopped it
-    applied: bool = False                   # False: dry run, or nothing to write
-
-
 class Hooks:
     """How a run talks to its caller (the CLI prints; a notebook may ignore)."""
 
@@ -405,6 +254,7 @@ class Hooks:
     show_values = False
 
     def say(self, message: str) -> None: ...
+    def note(self, message: str) -> None: self.say("note: " + message)
     def planned(self, prepared: Prepared, estimate: dict) -> None: ...
     def confirm(self, estimate: dict) -> bool: return True
     def row_done(self, plan: D.RowPlan) -> None: ...
@@ -424,9 +274,25 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     A stop request (Ctrl-C on the client's clock) ends the run within a second, whether
     it came while planning, applying or sleeping: the outcome of the last round that
     wrote is returned with ``stopped_by`` set (its results file is written); before any
-    write it raises ``Interrupted``.
+    write it raises ``Interrupted``. Another ``EtlError`` after the first write (planning
+    again after a wait) is raised as ``StoppedAfterWrites`` (exit 4: the results file holds
+    the rounds before it), since exit 1 says that nothing was written.
     """
     hooks = hooks or Hooks()
+    try:
+        return _rounds(client, settings, source, opts, paths, checkpoint=checkpoint, dry_run=dry_run,
+                       wait=wait, hooks=hooks)
+    except (BudgetExhausted, Interrupted):
+        raise
+    except EtlError as exc:
+        if checkpoint is None or not checkpoint.operations_begun:
+            raise
+        raise stopped_after_writes(exc, paths) from exc
+
+
+def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
+            checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks) -> RunOutcome:
+    """Plan and apply, once, or with ``wait`` again after each budget stop."""
     last: RunOutcome | None = None          # the latest round, stopped by the budget (--wait)
     while True:
         try:
@@ -463,7 +329,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
                     ask: bool, hooks: Hooks) -> RunOutcome:
     """Write the plan, then (unless a dry run or nothing to do) send it and write the results."""
     from .applied import record as record_applied
-    from .load import ApplyOutcome, apply_plan
+    from .apply import ApplyOutcome, apply_plan
     from .reports import write_plan, write_results_or_elsewhere
 
     write_plan(paths.plan, prepared.plans)
@@ -475,7 +341,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         if not dry_run:
             paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
                                                    hooks.say))
-        return RunOutcome(prepared, dict(prepared.results))
+        return RunOutcome(prepared, dict(prepared.results), dry_run=dry_run)
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
     outcome = ApplyOutcome()
@@ -498,7 +364,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         results = dict(prepared.results)
         results.update(outcome.results)
         for plan in todo:
-            results.setdefault(plan.row, RowResult(plan.row, plan.client_id, "pending", (),
+            results.setdefault(plan.row, RowResult(plan.row, outcome.with_client(plan).client_id, "pending", (),
                                                    "not sent yet: run the same command again"))
         paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say))
     return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
@@ -511,7 +377,7 @@ def _stopped_by_budget_that_frees(outcome: RunOutcome) -> bool:
 
 def _sleep_until(clock, epoch: float, hooks: Hooks) -> None:
     """Sleep through the clock: a Ctrl-C cuts it short (``Interrupted``) within a second."""
-    from .errors import format_epoch
+    from ..errors import format_epoch
 
     hooks.say(f"daily budget used up; waiting until {format_epoch(epoch)} (--wait; Ctrl-C stops)")
     clock.sleep(max(1.0, epoch - clock.time() + 1.0))
