@@ -68,7 +68,7 @@ def find_base_frame(file: Path, base: str | None, state_dir: Path, frame: pd.Dat
     same error as for import."""
     from .importer.base import find_base, is_no_base, named_export
     from .codec.export_id import read_export_id
-    from .snapshots import SnapshotStore
+    from .state.snapshots import SnapshotStore
 
     inside = None if base else read_export_id(file, format)
     stores = [SnapshotStore(path=p) for p in sorted((state_dir / "accounts").glob("*/snapshots"))]

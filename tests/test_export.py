@@ -18,7 +18,7 @@ import pytest
 from etl import fields
 from etl.clock import FakeClock
 from etl.export.manifest import load_manifest, verify_manifest
-from etl.snapshots import SnapshotStore
+from etl.state.snapshots import SnapshotStore
 
 DAY = 86_400
 
@@ -570,7 +570,7 @@ def test_snapshot_store_round_trip_newest_and_retention(sandbox, settings):
     loaded, meta = store.load("20260106T000000Z-aaaaa6")
     pd.testing.assert_frame_equal(loaded, frame)
     assert meta["rows"] == len(frame)
-    from etl.snapshots import SnapshotNotFound
+    from etl.state.snapshots import SnapshotNotFound
 
     with pytest.raises(SnapshotNotFound):
         store.load("20250101T000000Z-ffffff")
@@ -579,7 +579,7 @@ def test_snapshot_store_round_trip_newest_and_retention(sandbox, settings):
 
 
 def test_atomic_path_removes_the_temp_file_on_failure(tmp_path):
-    from etl.files import atomic_path, write_text_atomic
+    from etl.state.files import atomic_path, write_text_atomic
 
     target = tmp_path / "d" / "f.txt"
     target.parent.mkdir()

@@ -259,7 +259,7 @@ def test_a_read_only_input_folder_is_refused_before_anything_is_sent(sandbox, ru
 
 def _full_disk_for(monkeypatch, suffix: str, folder: Path) -> None:
     """Every file ending in ``suffix`` in ``folder`` fails as on a full disk (ENOSPC)."""
-    from etl import files
+    from etl.state import files
 
     real_commit = files.commit_temp
 
@@ -357,7 +357,7 @@ def test_a_file_size_limit_ulimit_f_is_one_line_and_nothing_is_sent(sandbox, run
 
 
 def test_a_permission_error_of_the_state_dir_is_one_line(sandbox, run_cli, tmp_path, monkeypatch):
-    from etl import snapshots
+    from etl.state import snapshots
 
     def denied(self, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "state"))

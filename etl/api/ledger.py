@@ -23,14 +23,13 @@ from pathlib import Path
 
 from ..clock import SystemClock
 from ..config import Settings
-from ..files import create_private_file, ensure_private_dir
+from ..state.sqlite import open_private_db
 from ..errors import BudgetExhausted, ConfigError
 
 log = logging.getLogger("etl.api")
 
 DAY = 86_400.0
 MINUTE = 60.0
-BUSY_TIMEOUT_SECONDS = 30.0
 PRUNE_EVERY = 100  # rows; pruning old rows is cheap but needless on every request
 LEDGER_FILENAME = "ledger.sqlite"
 
@@ -176,7 +175,7 @@ class Ledger:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self._conn = _open_database(self.path)
+                self._conn = open_private_db(self.path, wal=True, schema=_SCHEMA)
             except (OSError, sqlite3.Error) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
                 raise ConfigError(
@@ -209,17 +208,6 @@ class _Transaction:
             self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
         finally:
             self.ledger._lock.release()
-
-
-def _open_database(path: Path) -> sqlite3.Connection:
-    ensure_private_dir(path.parent)
-    create_private_file(path)     # 0600 (its -wal/-shm files inherit it), never through a link
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
-                           check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(_SCHEMA)
-    return conn
 
 
 def seconds_needed(n_requests: int, window: list[float], now: float, per_minute: int) -> float:

@@ -24,7 +24,7 @@ import click
 
 from .. import __version__
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EtlError, storage_reason
-from ..files import ensure_private_dir, open_private
+from ..state.files import ensure_private_dir, open_private
 from .context import AppContext
 from .output import silence_closed_stdout
 

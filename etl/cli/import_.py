@@ -11,7 +11,7 @@ import click
 
 from . import AFTER_WRITES
 from ..errors import EtlError, PathError, StorageError, storage_reason
-from ..files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
+from ..state.files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
 from . import ui
 from .output import exit_status_and_error, print_json_line
 

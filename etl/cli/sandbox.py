@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..files import make_private_dirs
+from ..state.files import make_private_dirs
 
 
 @click.command("sandbox")

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import InputError
-from ..files import atomic_path
+from ..state.files import atomic_path
 from .files import blank_rows, check_header, write_kind
 from .model import Table
 from .text import (DAY_FIRST, MONTH_FIRST, coerce_columns, date_order_of_format, file_date_order,

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..files import atomic_path
+from ..state.files import atomic_path
 from .export_id import KEY, parquet_metadata
 from .files import check_header, write_kind
 from .model import Problem, Table

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import InputError
-from ..files import atomic_path
+from ..state.files import atomic_path
 from .export_id import set_xlsx_property, xlsx_property
 from .files import check_header, write_kind
 from .model import WARNING, Problem, Table

@@ -25,14 +25,13 @@ The file holds health data: it is owner-only (0600) like everything in the state
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import BudgetExhausted, RequestRejected
-from ..files import create_private_file, ensure_private_dir
+from ..state.sqlite import open_private_db
 
 FILENAME = "diagnoses.sqlite"
 
@@ -59,11 +58,8 @@ class DiagnosesPlan:
 class DiagnosesProgress:
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        ensure_private_dir(self.path.parent)
-        create_private_file(self.path)
-        self._conn = sqlite3.connect(self.path, timeout=30.0)
-        self._conn.executescript(_SCHEMA)
-        self._conn.commit()
+        # Rollback journal: one export job at a time writes it (see etl.state.sqlite).
+        self._conn = open_private_db(self.path, wal=False, schema=_SCHEMA)
 
     @classmethod
     def for_settings(cls, settings) -> "DiagnosesProgress":
@@ -114,7 +110,6 @@ class DiagnosesProgress:
              None if client_updated is None else float(client_updated),
              json.dumps(rows, ensure_ascii=False, default=str)),
         )
-        self._conn.commit()
 
     def rows(self, client_ids) -> dict[int, list[dict]]:
         """The stored diagnoses of the given clients that were ever fetched."""
@@ -129,8 +124,9 @@ class DiagnosesProgress:
         """Drop progress of clients no longer in the account (after a complete export)."""
         keep = {int(c) for c in client_ids}
         gone = [cid for cid in self._known() if cid not in keep]
-        self._conn.executemany("DELETE FROM progress WHERE client_id = ?", [(c,) for c in gone])
-        self._conn.commit()
+        with self._conn:      # one transaction (the connection is in autocommit mode)
+            self._conn.execute("BEGIN")
+            self._conn.executemany("DELETE FROM progress WHERE client_id = ?", [(c,) for c in gone])
         return len(gone)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..api.client import PAGE_SIZE
 from ..config import Settings
-from ..snapshots import SnapshotStore, watermark_epoch
+from ..state.snapshots import SnapshotStore, watermark_epoch
 from .frames import FrameBuilder, combine_frames
 from .hooks import ExportHooks
 from .mode import DAY, Mode, after_fetch

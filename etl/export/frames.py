@@ -6,7 +6,7 @@ from typing import Iterable
 import pandas as pd
 
 from .. import fields
-from ..snapshots import conform_frame
+from ..state.snapshots import conform_frame
 
 FRAME_CHUNK = 5_000  # records converted to a frame at a time (bounds peak memory)
 

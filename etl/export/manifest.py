@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import __version__
 from ..clock import iso_ms
-from ..files import sha256_file
+from ..state.files import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1

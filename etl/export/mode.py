@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Settings
-from ..snapshots import SnapshotStore, watermark_epoch
+from ..state.snapshots import SnapshotStore, watermark_epoch
 from .manifest import public_base_url, schema_version
 from .options import ExportOptions
 

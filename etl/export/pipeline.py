@@ -17,7 +17,7 @@ import pandas as pd
 from ..clock import SystemClock
 from ..config import Settings
 from ..errors import BudgetExhausted, ConfigError, ExportIncomplete
-from ..snapshots import SnapshotStore
+from ..state.snapshots import SnapshotStore
 from .diagnoses import Diagnoses, DiagnosesJob
 from .fetch import Fetched, Run, fetch_clients
 from .frames import deleted_frame

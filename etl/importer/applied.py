@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .diff import Written
-from ..files import create_private_file, ensure_private_dir
+from ..state.sqlite import open_private_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS created (
@@ -36,11 +36,8 @@ CREATE TABLE IF NOT EXISTS applied (
 
 
 def _connect(account_dir: Path) -> sqlite3.Connection:
-    ensure_private_dir(account_dir)
-    path = account_dir / "applied.sqlite"
-    create_private_file(path)
-    db = sqlite3.connect(path, isolation_level=None, timeout=30)
-    db.executescript(_SCHEMA)
+    # WAL: every import of the account reads and writes it, several processes at once.
+    db = open_private_db(account_dir / "applied.sqlite", wal=True, schema=_SCHEMA)
     if "source" not in {row[1] for row in db.execute("PRAGMA table_info(created)")}:
         db.execute("ALTER TABLE created ADD COLUMN source TEXT")     # older state dirs
     return db

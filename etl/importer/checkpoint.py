@@ -26,14 +26,14 @@ A ``pending`` row may keep its ``op``: the operation's effect could not be verif
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointMismatch, PathError
-from ..files import make_private_dirs, open_private, refuse_symlink
+from ..state.files import refuse_symlink
+from ..state.sqlite import connect, open_private_db
 
 FINAL = frozenset({"created", "updated", "unchanged", "failed"})
 
@@ -100,7 +100,7 @@ class Checkpoint:
         if self.path.stat().st_size and not _is_checkpoint(self.path):
             raise PathError(f"{self.path} is not a checkpoint of intakeq-etl (another file is there): "
                             "pass --checkpoint with another path; the file was left as it is")
-        db = _connect(self.path)
+        db = connect(self.path, wal=False)
         if _identity_of(db) == self.identity:
             return db
         unfinished = _has_unfinished_rows(db)
@@ -182,12 +182,6 @@ class Checkpoint:
         self.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, timeout=30)
-    db.execute("PRAGMA synchronous=FULL")
-    return db
-
-
 def _identity_of(db: sqlite3.Connection) -> str | None:
     """The identity the file was made for; None for a file with no checkpoint tables."""
     try:
@@ -221,16 +215,14 @@ def _has_unfinished_rows(db: sqlite3.Connection) -> bool:
 
 def _create(path: Path, identity: str, *, replace: bool) -> sqlite3.Connection:
     """A new, owner-only checkpoint file for ``identity``; ``replace`` removes the one at ``path``."""
-    make_private_dirs(path.parent)
     if replace:
         # The old file's journal too: SQLite would roll a stale one back into the new file.
         for suffix in ("", "-journal", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    # O_EXCL: a file that appeared since the run started (another run) is never overwritten;
-    # 0600 and never through a symbolic link, like every file the tool creates.
-    os.close(open_private(path, os.O_RDWR | os.O_EXCL))
-    db = _connect(path)
-    db.executescript(_SCHEMA)
+    # exclusive (O_EXCL): a file that appeared since the run started (another run) is never
+    # overwritten. Beside the user's file, so its folder keeps its mode (state_dir=False).
+    # The rollback journal, synchronous=FULL: each state change is on disk before its request.
+    db = open_private_db(path, wal=False, schema=_SCHEMA, state_dir=False, exclusive=True)
     db.execute("INSERT INTO meta VALUES ('identity', ?)", (identity,))
     return db
 

@@ -17,7 +17,7 @@ from ..codec import damage
 from ..codec.model import Problem
 from ..codec.text import guard
 from .diff import RowPlan
-from ..files import atomic_path, make_private_dirs
+from ..state.files import atomic_path, make_private_dirs
 
 REPORT_COLUMNS = ["row", "column", "value", "check", "severity", "message", "hint"]
 PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "note"]

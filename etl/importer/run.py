@@ -18,7 +18,7 @@ from ..codec import damage as DMG
 from ..codec.export_id import read_export_id
 from ..codec.serials import resolve_date_numbers
 from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, ValidationFailed
-from ..snapshots import SnapshotStore
+from ..state.snapshots import SnapshotStore
 from . import applied, checks
 from . import diff as D
 from .base import Base, find_base

@@ -34,7 +34,7 @@ def start_embedded(state_dir: Path | str, *, clock=None, per_minute: int = 10,
     account in ``state_dir/sandbox/state.json`` (a 300-client synthetic account, seed 1,
     when absent). Its limits are those of the plan being emulated: the real ones
     (10/min, 500/day) unless the caller's INTAKEQ_MAX_PER_* say otherwise."""
-    from ..files import ensure_private_dir
+    from ..state.files import ensure_private_dir
 
     path = state_file(state_dir)
     ensure_private_dir(path.parent)

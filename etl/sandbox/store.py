@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .. import fields
 from ..clock import SystemClock
-from ..files import write_json_atomic
+from ..state.files import write_json_atomic
 from . import seed as seed_mod
 from .records import MS_FIELDS, blank_profile, digits, ms, short_record
 

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import PathError
+from ..errors import PathError
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700

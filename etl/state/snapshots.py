@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import fields
-from .config import DEFAULT_SNAPSHOT_DAYS
-from .errors import EtlError
+from .. import fields
+from ..config import DEFAULT_SNAPSHOT_DAYS
+from ..errors import EtlError
 from .files import atomic_path, discard, ensure_private_dir, write_json_atomic
 
 KEEP = 5
