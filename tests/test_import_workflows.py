@@ -529,3 +529,29 @@ def test_without_a_base_a_tag_saved_in_windows_1252_is_not_a_new_tag(sandbox, ru
     assert result.exit_code == 0, result.output
     assert writes(sandbox) == []
     assert sandbox.store.clients[cid]["Tags"] == ["café ☕"]
+
+
+def test_a_checkpoint_killed_in_the_middle_of_a_commit_is_still_ours(tmp_path):
+    """kill -9 during a commit leaves a hot journal; the identity probe still knows the file."""
+    import subprocess
+    import sys
+
+    from etl.importer.checkpoint import Checkpoint
+
+    path = tmp_path / "c.checkpoint.sqlite"
+    killed_mid_commit = f"""
+import os, signal
+from etl.importer.checkpoint import Checkpoint
+cp = Checkpoint({str(path)!r}, "identity-1")
+cp.finish(2, "updated")
+cp.db.execute("PRAGMA cache_size=1")        # spill pages into the file before the commit
+cp.db.execute("BEGIN IMMEDIATE")
+for row in range(3, 3000):
+    cp.db.execute("INSERT INTO rows (row, status, error, updated_at) VALUES (?, 'x', ?, 0)", (row, "e" * 200))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    subprocess.run([sys.executable, "-c", killed_mid_commit], check=False)
+    assert Path(f"{path}-journal").exists()
+
+    with Checkpoint(path, "identity-1") as cp:         # resumes: no "is not a checkpoint"
+        assert set(cp.all()) == {2}

@@ -193,15 +193,27 @@ def _identity_of(db: sqlite3.Connection) -> str | None:
 
 def _is_checkpoint(path: Path) -> bool:
     """A checkpoint file: an SQLite database whose meta table names an identity (a
-    database of anything else, e.g. applied.sqlite, is never ours to replace)."""
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    database of anything else, e.g. applied.sqlite, is never ours to replace).
+
+    A run killed in the middle of a commit leaves a hot journal beside the file, which a
+    read-only connection cannot roll back (SQLITE_READONLY_ROLLBACK): the file is then
+    opened read-write, so that SQLite rolls the journal back, as the next writer would,
+    before it is looked at."""
+    for mode in ("ro", "rw"):
         try:
-            return _identity_of(db) is not None
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:       # not a database at all
-        return False
+            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
+            try:
+                db.execute("SELECT name FROM sqlite_master").fetchall()    # reads (or recovers) the file
+                return _identity_of(db) is not None
+            finally:
+                db.close()
+        except sqlite3.OperationalError as exc:
+            if mode == "ro" and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_ROLLBACK:
+                continue
+            return False
+        except sqlite3.DatabaseError:       # not a database at all
+            return False
+    return False
 
 
 def _has_unfinished_rows(db: sqlite3.Connection) -> bool:
