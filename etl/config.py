@@ -1,4 +1,9 @@
-"""Settings from options and INTAKEQ_* environment variables, in one dataclass."""
+"""Settings from options and INTAKEQ_* environment variables, in one dataclass.
+
+Every ``INTAKEQ_*`` name the tool reads and every default is defined here, once: the
+CLI's options and help texts and the sandbox's limits import them. A bad value is
+refused here, whether it came from an option or a variable: one line, exit 1.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -10,11 +15,25 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
+ENV_API_KEY = "INTAKEQ_API_KEY"
+ENV_BASE_URL = "INTAKEQ_BASE_URL"
+ENV_MAX_PER_MINUTE = "INTAKEQ_MAX_PER_MINUTE"
+ENV_MAX_PER_DAY = "INTAKEQ_MAX_PER_DAY"
+ENV_SNAPSHOT_DAYS = "INTAKEQ_SNAPSHOT_DAYS"
+ENV_STATE_DIR = "INTAKEQ_ETL_STATE_DIR"
+
 DEFAULT_BASE_URL = "https://intakeq.com/api/v1/"
-DEFAULT_MAX_PER_MINUTE = 10
+DEFAULT_MAX_PER_MINUTE = 10         # IntakeQ's limits (a plan without a paid upgrade)
 DEFAULT_MAX_PER_DAY = 500
 DEFAULT_SNAPSHOT_DAYS = 30
 LOOPBACK_HOSTS = {"localhost"}
+
+# The whole-number settings: field -> (variable, smallest value, what a good value is).
+_WHOLE_NUMBERS = {
+    "max_per_minute": (ENV_MAX_PER_MINUTE, 1, "a positive whole number"),
+    "max_per_day": (ENV_MAX_PER_DAY, 0, "0 (no daily budget) or a positive whole number"),
+    "snapshot_days": (ENV_SNAPSHOT_DAYS, 0, "0 or a positive whole number of days"),
+}
 
 
 def default_state_dir() -> Path:
@@ -40,18 +59,24 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
-        """Read INTAKEQ_* variables; explicit keyword overrides (not None) win."""
+        """Read INTAKEQ_* variables; explicit keyword overrides (not None) win.
+
+        A whole-number setting may come as text (an option's value, as typed): it is
+        checked by the same rule as the variable, so ``abc`` and ``0`` fail alike.
+        """
         env = os.environ if env is None else env
         values = {
-            "api_key": env.get("INTAKEQ_API_KEY") or None,
-            "base_url": env.get("INTAKEQ_BASE_URL") or DEFAULT_BASE_URL,
-            "max_per_minute": _int_var(env, "INTAKEQ_MAX_PER_MINUTE", DEFAULT_MAX_PER_MINUTE),
-            "max_per_day": _int_var(env, "INTAKEQ_MAX_PER_DAY", DEFAULT_MAX_PER_DAY),
-            "snapshot_days": _int_var(env, "INTAKEQ_SNAPSHOT_DAYS", DEFAULT_SNAPSHOT_DAYS),
+            "api_key": env.get(ENV_API_KEY) or None,
+            "base_url": env.get(ENV_BASE_URL) or DEFAULT_BASE_URL,
+            "max_per_minute": env.get(ENV_MAX_PER_MINUTE) or DEFAULT_MAX_PER_MINUTE,
+            "max_per_day": env.get(ENV_MAX_PER_DAY) or DEFAULT_MAX_PER_DAY,
+            "snapshot_days": env.get(ENV_SNAPSHOT_DAYS) or DEFAULT_SNAPSHOT_DAYS,
         }
-        if env.get("INTAKEQ_ETL_STATE_DIR"):
-            values["state_dir"] = Path(env["INTAKEQ_ETL_STATE_DIR"]).expanduser()
+        if env.get(ENV_STATE_DIR):
+            values["state_dir"] = Path(env[ENV_STATE_DIR]).expanduser()
         values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in _WHOLE_NUMBERS:
+            values[name] = whole_number(name, values[name])
         settings = cls(**values)
         settings.check()
         return settings
@@ -61,17 +86,13 @@ class Settings:
 
     def check(self) -> None:
         """Refuse settings that would misbehave, before any request."""
-        if self.max_per_minute < 1:
-            raise ConfigError("INTAKEQ_MAX_PER_MINUTE must be a positive whole number")
-        if self.max_per_day < 0:
-            raise ConfigError("INTAKEQ_MAX_PER_DAY must be 0 (no daily budget) or a positive whole number")
-        if self.snapshot_days < 0:
-            raise ConfigError("INTAKEQ_SNAPSHOT_DAYS must be 0 or a positive whole number of days")
+        for name in _WHOLE_NUMBERS:
+            whole_number(name, getattr(self, name))
         check_base_url(self.base_url)
 
     def require_key(self) -> str:
         if not self.api_key:
-            raise ConfigError("no API key: set INTAKEQ_API_KEY (or use --sandbox)")
+            raise ConfigError(f"no API key: set {ENV_API_KEY} (or use --sandbox)")
         return self.api_key
 
     @property
@@ -85,14 +106,17 @@ class Settings:
         return self.state_dir / "accounts" / self.account_id
 
 
-def _int_var(env, name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
+def whole_number(name: str, raw) -> int:
+    """The setting ``name`` (``max_per_minute``, ``max_per_day``, ``snapshot_days``) as an
+    int, from an int or its text; ConfigError (exit 1) for anything else or too small."""
+    variable, smallest, good = _WHOLE_NUMBERS[name]
     try:
-        return int(raw)
+        value = int(raw.strip()) if isinstance(raw, str) else raw
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        value = None
+    if not isinstance(value, int) or isinstance(value, bool) or value < smallest:
+        raise ConfigError(f"{variable} must be {good}, not {str(raw)!r}")
+    return value
 
 
 def is_loopback(host: str | None) -> bool:
@@ -110,9 +134,9 @@ def check_base_url(url: str) -> None:
     """Only https, or plain http to this machine: the key and health data travel over TLS."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"INTAKEQ_BASE_URL is not an http(s) URL: {url!r}")
+        raise ConfigError(f"{ENV_BASE_URL} is not an http(s) URL: {url!r}")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
-            "INTAKEQ_BASE_URL uses plain http to a remote host; use an https:// URL "
+            f"{ENV_BASE_URL} uses plain http to a remote host; use an https:// URL "
             "(the API key and health data only travel over TLS)"
         )

@@ -22,11 +22,15 @@ writes its traceback to a log file in the state dir and prints one line naming i
     │   ├── RequestRejected      a 4xx answer: final, carries the API's message
     │   └── TransientApiError    5xx, timeout or lost connection on a write: effect uncertain
     ├── BudgetExhausted (75)     daily budget used up (ours or the server's); says when it frees
+    │   └── ExportIncomplete     it ran out while an export fetched diagnoses: what was
+    │                            written is declared (``result``); the same command continues
+    ├── SnapshotNotFound         no snapshot of that export id in the account's state dir
     ├── CheckpointMismatch       the input file or options changed since a checkpoint that sent
     ├── StorageError (1 or 4)    the disk or a folder failed under a run (full, read-only,
     │                            SQLite could not write); 4 once writes were sent
     ├── StoppedAfterWrites (4)   an error stopped an import after its first write: the results
     │                            file is written, the same command resumes
+    ├── Aborted                  the user declined an import's confirmation: nothing was sent
     └── Interrupted (130)        Ctrl-C: stopped cleanly after the request in flight
 
 Exit 1 means that nothing was written: an error that comes after an import's first
@@ -146,6 +150,22 @@ class BudgetExhausted(EtlError):
         super().__init__(message)
 
 
+class ExportIncomplete(BudgetExhausted):
+    """(Under ``BudgetExhausted``, exit 75.) The budget ran out while an export fetched
+    diagnoses: the clients file and the diagnoses fetched so far were written, and
+    ``result`` (an ``etl.export.ExportResult``) is what was written; the same command
+    continues."""
+
+    def __init__(self, message: str, *, result, used: int | None = None,
+                 limit: int | None = None, frees_at: float | None = None):
+        super().__init__(message, used=used, limit=limit, frees_at=frees_at)
+        self.result = result
+
+
+class SnapshotNotFound(EtlError):
+    """No snapshot of that export id in this account's state dir."""
+
+
 class CheckpointMismatch(EtlError):
     """The checkpoint belongs to another input file or other options."""
 
@@ -188,6 +208,10 @@ class StoppedAfterWrites(EtlError):
     exit_code = EXIT_ROWS_FAILED
 
 
+class Aborted(EtlError):
+    """The user declined an import's confirmation: nothing was sent (exit 1)."""
+
+
 class Interrupted(EtlError):
     """Ctrl-C: the run stopped after the request in flight."""
 
@@ -197,19 +221,3 @@ class Interrupted(EtlError):
 def format_epoch(epoch: float) -> str:
     """An epoch second as a readable UTC time, for messages."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-class ExportIncomplete(BudgetExhausted):
-    """(Under ``BudgetExhausted``, exit 75.) The budget ran out while an export fetched
-    diagnoses: the clients file and the diagnoses fetched so far were written, and
-    ``result`` (an ``etl.export.ExportResult``) is what was written; the same command
-    continues."""
-
-    def __init__(self, message: str, *, result, used: int | None = None,
-                 limit: int | None = None, frees_at: float | None = None):
-        super().__init__(message, used=used, limit=limit, frees_at=frees_at)
-        self.result = result
-
-
-class Aborted(EtlError):
-    """The user declined an import's confirmation: nothing was sent (exit 1)."""

@@ -66,3 +66,28 @@ def test_a_closed_stdout_ends_the_command_quietly(tmp_path):
         os.close(write_end)
     assert proc.returncode == 0
     assert proc.stderr == b""
+
+
+@pytest.mark.parametrize("variable, value, expected", [
+    ("INTAKEQ_MAX_PER_MINUTE", "abc", "error: INTAKEQ_MAX_PER_MINUTE must be a positive whole number, not 'abc'"),
+    ("INTAKEQ_MAX_PER_MINUTE", "0", "error: INTAKEQ_MAX_PER_MINUTE must be a positive whole number, not '0'"),
+    ("INTAKEQ_MAX_PER_DAY", "-1", "error: INTAKEQ_MAX_PER_DAY must be 0 (no daily budget) or a positive "
+                                  "whole number, not '-1'"),
+    ("INTAKEQ_MAX_PER_DAY", "lots", "error: INTAKEQ_MAX_PER_DAY must be 0 (no daily budget) or a positive "
+                                    "whole number, not 'lots'"),
+    ("INTAKEQ_SNAPSHOT_DAYS", "x", "error: INTAKEQ_SNAPSHOT_DAYS must be 0 or a positive whole number of days, "
+                                   "not 'x'"),
+])
+def test_a_bad_intakeq_value_is_one_line_exit_1_whatever_the_value(tmp_path, variable, value, expected):
+    """Not a number or too small: the same rule, the same outcome (the README: exit 1)."""
+    result = CliRunner().invoke(cli, ["quota"], env={"INTAKEQ_API_KEY": "k", variable: value,
+                                                     "INTAKEQ_ETL_STATE_DIR": str(tmp_path / "state")})
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == expected
+
+
+def test_a_bad_limit_option_is_the_same_line_as_the_variable(tmp_path):
+    result = CliRunner().invoke(cli, ["--max-per-minute", "abc", "quota"], env={
+        "INTAKEQ_API_KEY": "k", "INTAKEQ_ETL_STATE_DIR": str(tmp_path / "state")})
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == "error: INTAKEQ_MAX_PER_MINUTE must be a positive whole number, not 'abc'"

@@ -570,7 +570,7 @@ def test_snapshot_store_round_trip_newest_and_retention(sandbox, settings):
     loaded, meta = store.load("20260106T000000Z-aaaaa6")
     pd.testing.assert_frame_equal(loaded, frame)
     assert meta["rows"] == len(frame)
-    from etl.state.snapshots import SnapshotNotFound
+    from etl.errors import SnapshotNotFound
 
     with pytest.raises(SnapshotNotFound):
         store.load("20250101T000000Z-ffffff")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..clock import SystemClock
-from ..config import Settings
+from ..config import ENV_STATE_DIR, Settings
 from ..state.sqlite import open_private_db
 from ..errors import BudgetExhausted, ConfigError
 
@@ -180,7 +180,7 @@ class Ledger:
                 reason = getattr(exc, "strerror", None) or str(exc)
                 raise ConfigError(
                     f"cannot use the state dir for the request ledger ({self.path.parent}): "
-                    f"{reason}; set INTAKEQ_ETL_STATE_DIR to a writable folder") from None
+                    f"{reason}; set {ENV_STATE_DIR} to a writable folder") from None
         return self._conn
 
     def _transaction(self):

@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import requests
 
 from .. import __version__
-from ..config import Settings
+from ..config import ENV_BASE_URL, Settings
 from ..errors import AuthError, NotJsonError, RequestRejected, TransientApiError
 
 log = logging.getLogger("etl.api")
@@ -77,11 +77,11 @@ class ApiSession:
         if 300 <= status < 400:
             raise RequestRejected(
                 f"{method} {path}: the server redirected ({status}) and redirects are not "
-                "followed (they would carry the API key); check INTAKEQ_BASE_URL", status)
+                f"followed (they would carry the API key); check {ENV_BASE_URL}", status)
         if looks_like_html(response):
             raise NotJsonError(
                 f"expected JSON from {path}, got {content_type(response) or 'an HTML page'}"
-                f" (status {status}); check INTAKEQ_BASE_URL", status)
+                f" (status {status}); check {ENV_BASE_URL}", status)
         if status >= 400:
             raise RequestRejected(f"{method} {path} was rejected ({status}): "
                                   f"{api_message(response)}", status)
@@ -113,12 +113,12 @@ def parse_json(response: requests.Response, path: str):
     ctype = content_type(response)
     if not is_json_type(ctype):
         raise NotJsonError(f"expected JSON from {path}, got {ctype or 'no content type'}; "
-                           "check INTAKEQ_BASE_URL", response.status_code)
+                           f"check {ENV_BASE_URL}", response.status_code)
     try:
         return response.json()
     except ValueError:
         raise NotJsonError(f"expected JSON from {path}, got a body that is not valid JSON; "
-                           "check INTAKEQ_BASE_URL", response.status_code) from None
+                           f"check {ENV_BASE_URL}", response.status_code) from None
 
 
 def api_message(response: requests.Response) -> str:

@@ -23,6 +23,8 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..config import (DEFAULT_BASE_URL, DEFAULT_MAX_PER_DAY, DEFAULT_MAX_PER_MINUTE, ENV_API_KEY, ENV_BASE_URL,
+                      ENV_MAX_PER_DAY, ENV_MAX_PER_MINUTE, ENV_STATE_DIR)
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EtlError, storage_reason
 from ..state.files import ensure_private_dir, open_private
 from .context import AppContext
@@ -98,7 +100,7 @@ class EtlGroup(click.Group):
 
 
 def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:
-    state_dir = app.state_dir if app is not None else Path(os.environ.get("INTAKEQ_ETL_STATE_DIR") or ".")
+    state_dir = app.state_dir if app is not None else Path(os.environ.get(ENV_STATE_DIR) or ".")
     log_dir = ensure_private_dir(Path(state_dir) / "logs")   # tracebacks may hold values
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     path = log_dir / f"error-{stamp}-{os.getpid()}.log"
@@ -113,15 +115,16 @@ def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:
 
 @click.group(cls=EtlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="intakeq-etl")
-@click.option("--api-key", envvar="INTAKEQ_API_KEY", show_envvar=True, default=None,
+@click.option("--api-key", envvar=ENV_API_KEY, show_envvar=True, default=None,
               help="API key (prefer the environment variable: options show in `ps`).")
-@click.option("--base-url", envvar="INTAKEQ_BASE_URL", show_envvar=True, default=None,
-              help="API base URL  [default: https://intakeq.com/api/v1/]")
-@click.option("--max-per-minute", envvar="INTAKEQ_MAX_PER_MINUTE", show_envvar=True, type=int,
-              default=None, help="Requests a minute  [default: 10]")
-@click.option("--max-per-day", envvar="INTAKEQ_MAX_PER_DAY", show_envvar=True, type=int,
-              default=None, help="Requests in any 24 h; 0 means no daily budget  [default: 500]")
-@click.option("--state-dir", envvar="INTAKEQ_ETL_STATE_DIR", show_envvar=True, default=None,
+@click.option("--base-url", envvar=ENV_BASE_URL, show_envvar=True, default=None,
+              help=f"API base URL  [default: {DEFAULT_BASE_URL}]")
+# Whole numbers, taken as text: etl.config checks them (one line, exit 1, like the variables).
+@click.option("--max-per-minute", envvar=ENV_MAX_PER_MINUTE, show_envvar=True, metavar="INTEGER",
+              default=None, help=f"Requests a minute  [default: {DEFAULT_MAX_PER_MINUTE}]")
+@click.option("--max-per-day", envvar=ENV_MAX_PER_DAY, show_envvar=True, metavar="INTEGER",
+              default=None, help=f"Requests in any 24 h; 0 means no daily budget  [default: {DEFAULT_MAX_PER_DAY}]")
+@click.option("--state-dir", envvar=ENV_STATE_DIR, show_envvar=True, default=None,
               type=click.Path(file_okay=False, path_type=Path),
               help="Ledger, snapshots, logs  [default: the platform's user state dir]")
 @click.option("--sandbox", is_flag=True,

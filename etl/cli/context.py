@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import Settings, default_state_dir
+from ..config import ENV_STATE_DIR, Settings, default_state_dir
 
 
 class AppContext:
@@ -27,7 +27,7 @@ class AppContext:
             return self._settings.state_dir
         import os
 
-        raw = self.overrides.get("state_dir") or os.environ.get("INTAKEQ_ETL_STATE_DIR")
+        raw = self.overrides.get("state_dir") or os.environ.get(ENV_STATE_DIR)
         return Path(raw).expanduser() if raw else default_state_dir()
 
     def settings(self) -> Settings:
@@ -37,7 +37,7 @@ class AppContext:
             if self.use_sandbox:
                 from ..sandbox import start_embedded
 
-                # The emulated account has the plan the settings describe (10/min, 500/day
+                # The emulated account has the plan the settings describe (IntakeQ's limits
                 # by default), so raising INTAKEQ_MAX_PER_* speeds up --sandbox runs too.
                 self._sandbox = start_embedded(settings.state_dir, per_minute=settings.max_per_minute,
                                                per_day=settings.max_per_day)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ..codec.formats import FORMATS
+
 from . import AFTER_WRITES
 from ..errors import EtlError, PathError, StorageError, storage_reason
 from ..state.files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
@@ -43,7 +45,7 @@ from .output import exit_status_and_error, print_json_line
 @click.option("--restart", is_flag=True, help="Discard the checkpoint and start over.")
 @click.option("--timezone", default=None,
               help="The practice's timezone, for dates of birth  [default: the export's, else UTC]")
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]),
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="Input format  [default: from the extension]")
 @click.option("--encoding", help="CSV text encoding  [default: utf-8, BOM accepted]")
 @click.option("--date-format", help="strftime format of date cells, e.g. %d/%m/%Y")

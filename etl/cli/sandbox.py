@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..config import DEFAULT_MAX_PER_DAY, DEFAULT_MAX_PER_MINUTE
 from ..state.files import make_private_dirs
 
 
@@ -23,9 +24,9 @@ from ..state.files import make_private_dirs
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of a new synthetic account.")
 @click.option("--reset", is_flag=True, help="Replace an existing state file with a new synthetic account.")
 @click.option("--key", default="sandbox-key", show_default=True, help="The API key the sandbox accepts.")
-@click.option("--per-minute", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--per-minute", type=click.IntRange(min=0), default=DEFAULT_MAX_PER_MINUTE, show_default=True,
               help="Requests a minute (sliding window); 0 = unlimited.")
-@click.option("--per-day", type=click.IntRange(min=0), default=500, show_default=True,
+@click.option("--per-day", type=click.IntRange(min=0), default=DEFAULT_MAX_PER_DAY, show_default=True,
               help="Requests in any 24 h; 0 = unlimited.")
 @click.option("--no-retry-after", is_flag=True, help="Answer 429 without a Retry-After header.")
 @click.option("--fail-before", type=click.FloatRange(0, 1), default=0.0, show_default=True,

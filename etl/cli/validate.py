@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..codec.formats import FORMATS
+
 from ..codec import ERROR, Problem
 from ..errors import EXIT_OK, EtlError, ValidationFailed
 from ..importer import checks
@@ -55,7 +57,7 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every problem (row, column, value, check, message, hint) to this CSV.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Input format  [default: from the file's extension]")
 @click.option("--encoding", default=None, help="Text encoding of a CSV  [default: utf-8, BOM accepted]")
 @click.option("--date-format", default=None,

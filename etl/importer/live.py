@@ -4,10 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from ..api.client import PAGE_SIZE
 from . import diff as D
 from .base import Base
-
-PAGE = 100
 
 
 @dataclass
@@ -32,7 +31,7 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
     # New rows are matched against every client (IntakeQ would match a create to one we do
     # not know and replace its whole profile), so a filtered base cannot serve them.
     if base.frame is not None and (base.complete or not has_new):
-        full_cost = len(base.frame) // PAGE + 1
+        full_cost = len(base.frame) // PAGE_SIZE + 1
         if len(ids) <= full_cost:
             records = {}
             for cid in ids:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import DEFAULT_MAX_PER_DAY, DEFAULT_MAX_PER_MINUTE
 from .app import LogEntry, SandboxServer
 from .faults import Faults
 from .store import Store
@@ -28,12 +29,12 @@ def state_file(state_dir: Path | str) -> Path:
     return Path(state_dir) / "sandbox" / "state.json"
 
 
-def start_embedded(state_dir: Path | str, *, clock=None, per_minute: int = 10,
-                   per_day: int = 500) -> SandboxServer:
+def start_embedded(state_dir: Path | str, *, clock=None, per_minute: int = DEFAULT_MAX_PER_MINUTE,
+                   per_day: int = DEFAULT_MAX_PER_DAY) -> SandboxServer:
     """The sandbox for ``--sandbox``: started on a free 127.0.0.1 port, key "sandbox-key",
     account in ``state_dir/sandbox/state.json`` (a 300-client synthetic account, seed 1,
     when absent). Its limits are those of the plan being emulated: the real ones
-    (10/min, 500/day) unless the caller's INTAKEQ_MAX_PER_* say otherwise."""
+    (``etl.config``'s defaults) unless the caller's INTAKEQ_MAX_PER_* say otherwise."""
     from ..state.files import ensure_private_dir
 
     path = state_file(state_dir)

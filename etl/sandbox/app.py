@@ -37,7 +37,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from ..clock import SystemClock
-from ..config import is_loopback
+from ..config import DEFAULT_MAX_PER_DAY, DEFAULT_MAX_PER_MINUTE, is_loopback
 from .faults import FaultInjector, Faults
 from .store import Query, Rejected, Store, day_bounds
 
@@ -66,8 +66,8 @@ class LogEntry:
 
 @dataclass
 class _Limits:
-    per_minute: int = 10
-    per_day: int = 500
+    per_minute: int = DEFAULT_MAX_PER_MINUTE
+    per_day: int = DEFAULT_MAX_PER_DAY
     retry_after: bool | float = True
     minute: deque = field(default_factory=deque)
     day: deque = field(default_factory=deque)
@@ -87,7 +87,8 @@ class SandboxServer:
     """
 
     def __init__(self, store: Store | None = None, *, api_key: str = "sandbox-key",
-                 host: str = "127.0.0.1", port: int = 0, per_minute: int = 10, per_day: int = 500,
+                 host: str = "127.0.0.1", port: int = 0, per_minute: int = DEFAULT_MAX_PER_MINUTE,
+                 per_day: int = DEFAULT_MAX_PER_DAY,
                  retry_after: bool | float = True, faults: Faults | None = None,
                  state_path: Path | str | None = None, clock=None):
         if not is_loopback(host):

@@ -27,15 +27,11 @@ import pandas as pd
 
 from .. import fields
 from ..config import DEFAULT_SNAPSHOT_DAYS
-from ..errors import EtlError
+from ..errors import SnapshotNotFound
 from .files import atomic_path, discard, ensure_private_dir, write_json_atomic
 
 KEEP = 5
 _ID_RE = re.compile(r"^[A-Za-z0-9T_.-]{1,80}$")
-
-
-class SnapshotNotFound(EtlError):
-    """No snapshot of that export id in this account's state dir."""
 
 
 def conform_frame(frame: pd.DataFrame) -> pd.DataFrame:
