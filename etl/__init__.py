@@ -19,6 +19,7 @@ _LAZY = {
     "ExportOptions": ("etl.export", "ExportOptions"),
     "run_import": ("etl.importer", "run_import"),
     "validate_file": ("etl.validate", "validate_file"),
+    "Hooks": ("etl.hooks", "Hooks"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -244,8 +244,8 @@ def _cli_hooks(paths, settings, *, quiet: bool, ask: bool):
         def confirm(self, est: dict) -> bool:
             return not ask or click.confirm(f"Send {est['writes']} write(s) to IntakeQ?", err=True)
 
-        def progress(self, total: int):
-            return ui.progress(total, quiet=quiet, unit="client", desc="import")
+        def progress(self, total, *, desc: str, unit: str):
+            return ui.progress(total, quiet=quiet, unit=unit, desc=desc)
 
     return CliHooks()
 

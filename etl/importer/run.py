@@ -6,7 +6,6 @@ and validated; a dry run sends reads only.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 from ..codec import damage as DMG
 from ..codec.export_id import read_export_id
 from ..codec.serials import resolve_date_numbers
+from ..hooks import Hooks as BaseHooks
 from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, ValidationFailed
 from ..state.snapshots import SnapshotStore
 from . import applied, checks
@@ -110,9 +110,12 @@ def _describe(p) -> str:
 
 
 def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
-            checkpoint: Checkpoint | None, echo: Callable[[str], None] = print,
+            checkpoint: Checkpoint | None, echo: Callable[[str], None] | None = None,
             show_values: bool = False) -> Prepared:
-    """Everything up to the plan: reads only (no write is sent)."""
+    """Everything up to the plan: reads only (no write is sent). ``echo`` hears its
+    one-line messages (how the file was read, the base, warnings); silent by default:
+    the library never prints."""
+    echo = echo or Hooks().say
     source = Path(source)
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
     base = find_base(source, opts.base, SnapshotStore(settings), table.frame,   # local files: no request
@@ -246,20 +249,18 @@ def estimate(prepared: Prepared, client, settings) -> dict:
 # --------------------------------------------------------------------------- run
 
 
-class Hooks:
-    """How a run talks to its caller (the CLI prints; a notebook may ignore)."""
+class Hooks(BaseHooks):
+    """How an import talks to its caller: the library's :class:`etl.hooks.Hooks` (``say``,
+    ``note``, ``progress``, ``should_stop``, asked before each row) and what only an
+    import has: the plan, the confirmation, each row done. Silent, and says yes."""
 
     # Example cell values in messages (damage lines): client data, so only for a person at
     # a terminal, never for a scheduler's log.
     show_values = False
 
-    def say(self, message: str) -> None: ...
-    def note(self, message: str) -> None: self.say("note: " + message)
     def planned(self, prepared: Prepared, estimate: dict) -> None: ...
     def confirm(self, estimate: dict) -> bool: return True
     def row_done(self, plan: D.RowPlan) -> None: ...
-    def should_stop(self) -> bool: return False
-    def progress(self, total: int): return contextlib.nullcontext()
 
 
 def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
@@ -346,11 +347,10 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         raise Aborted("nothing was sent")
     outcome = ApplyOutcome()
     try:
-        with hooks.progress(len(todo)) as bar:
+        with hooks.progress(len(todo), desc="import", unit="client") as bar:
             def row_done(plan):
                 hooks.row_done(plan)
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
 
             apply_plan(
                 client, todo, checkpoint, tz=prepared.timezone, clock=client.clock, outcome=outcome,
