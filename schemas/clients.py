@@ -1,4 +1,4 @@
-"""The clients table schema: a pandera DataFrameModel built from ``etl.fields``.
+"""The clients table schema: pandera columns built from ``etl.fields``, and their checks.
 
 Never stricter than IntakeQ: whatever the API returns validates. Every check has a
 stable name that appears in validation reports:
@@ -20,21 +20,25 @@ Warnings (shown, do not fail validation)
     email_case_duplicate      an email equal to another row's except for letter case
 
 ``validate_clients(frame)`` runs everything at once (lazily) and returns Problems with
-spreadsheet row numbers (header = row 1).
+spreadsheet row numbers (header = row 1). ``ClientsSchema`` is the same schema as one
+pandera model (``ClientsSchema.validate(frame, lazy=True)``).
+
+``SCHEMA_VERSION`` changes when a check or a column's type changes: an export's manifest
+records it, and an incremental export from a snapshot of another version runs full.
 """
 from __future__ import annotations
 
 import difflib
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandera.typing import Series
 
 from etl import fields
 from etl.codec.model import ERROR, WARNING, Problem
 from schemas import failure_cases
+
+SCHEMA_VERSION = "1"
 
 # A permissive email: a local part (quoted, or anything without '@'), an @, then a domain
 # without spaces. Quotes and '+' pass; IntakeQ's own check is unknown, so stay loose.
@@ -67,37 +71,24 @@ CHECKS: dict[str, tuple[str, str]] = {
     "dtype": ("the column has the wrong data type", "read files with etl.codec.read_table"),
 }
 
-_ANNOTATIONS = {
-    "int": Series[pd.Int64Dtype],
-    "enum": Series[pd.Int64Dtype],
-    "float": Series[pd.Float64Dtype],
-    "bool": Series[pd.BooleanDtype],
-    "text": Series[pd.StringDtype],
-    "date": Series[pd.StringDtype],
-    "linked": Series[pd.StringDtype],
-    "instant": Series[Annotated[pd.DatetimeTZDtype, "ns", "UTC"]],
-    "tags": Series[object],
-}
-
-
 # ---------------------------------------------------------------- column checks
-def _client_id_positive(cls, s: pd.Series) -> pd.Series:
+def _client_id_positive(s: pd.Series) -> pd.Series:
     return s > 0
 
 
-def _email_shape(cls, s: pd.Series) -> pd.Series:
+def _email_shape(s: pd.Series) -> pd.Series:
     return s.str.match(EMAIL_PATTERN).fillna(False).astype(bool)
 
 
-def _billing_type_known(cls, s: pd.Series) -> pd.Series:
+def _billing_type_known(s: pd.Series) -> pd.Series:
     return s.isin(list(fields.BILLING_TYPES))
 
 
-def _date_is_iso(cls, s: pd.Series) -> pd.Series:
+def _date_is_iso(s: pd.Series) -> pd.Series:
     return s.str.match(DATE_PATTERN).fillna(False).astype(bool)
 
 
-def _tags_are_lists(cls, s: pd.Series) -> pd.Series:
+def _tags_are_lists(s: pd.Series) -> pd.Series:
     return s.map(lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v)).astype(bool)
 
 
@@ -131,64 +122,57 @@ def new_client_without_contact_rows(df: pd.DataFrame) -> pd.Series:
     return (_new_rows(df) & _blank(df, "Email") & _blank(df, "Phone")).astype(bool)
 
 
-def _duplicate_client_id(cls, df: pd.DataFrame) -> pd.Series:
-    return ~duplicate_client_id_rows(df)
+# ---------------------------------------------------------------- the schema
+# Column checks by column name; every date column also gets date_is_iso.
+COLUMN_CHECKS: dict[str, list[pa.Check]] = {
+    "ClientId": [pa.Check(_client_id_positive, name="client_id_positive")],
+    "Email": [pa.Check(_email_shape, name="email_shape")],
+    "BillingType": [pa.Check(_billing_type_known, name="billing_type_known")],
+    "Tags": [pa.Check(_tags_are_lists, name="tags_are_lists")],
+}
+DATE_CHECKS = [pa.Check(_date_is_iso, name="date_is_iso")]
 
 
-def _new_client_needs_name(cls, df: pd.DataFrame) -> pd.Series:
-    return ~new_client_without_name_rows(df)
+def _column(field: fields.Field) -> pa.Column:
+    """A registry field as a column: its kind's dtype (the codec produces it, nothing is
+    coerced), optional, empty allowed except Tags (the codec reads an empty cell as [])."""
+    checks = COLUMN_CHECKS.get(field.name, []) + (DATE_CHECKS if field.kind == "date" else [])
+    return pa.Column(field.dtype, checks=checks, nullable=field.kind != "tags", required=False)
 
 
-def _build_model():
-    annotations, namespace = {}, {"__module__": __name__}
-    column_checks = {
-        "ClientId": [("client_id_positive", _client_id_positive)],
-        "Email": [("email_shape", _email_shape)],
-        "BillingType": [("billing_type_known", _billing_type_known)],
-        "Tags": [("tags_are_lists", _tags_are_lists)],
-    }
-    for f in fields.FIELDS:
-        annotations[f.name] = _ANNOTATIONS[f.kind]
-        namespace[f.name] = pa.Field(nullable=f.kind != "tags", required=False)
-        checks = list(column_checks.get(f.name, []))
-        if f.kind == "date":
-            checks.append(("date_is_iso", _date_is_iso))
-        for name, fn in checks:
-            namespace[f"_check_{f.name}_{name}"] = pa.check(f.name, name=name)(fn)
-    annotations["custom_fields"] = Series[pd.StringDtype]
-    namespace["custom_fields"] = pa.Field(alias=r"custom\..+", regex=True, nullable=True,
-                                          required=False)
-    namespace["_duplicate_client_id"] = pa.dataframe_check(name="duplicate_client_id")(
-        _duplicate_client_id)
-    namespace["_new_client_needs_name"] = pa.dataframe_check(name="new_client_needs_name")(
-        _new_client_needs_name)
+# One column per etl.fields entry, and the custom.<FieldId> text columns. Unknown columns
+# are allowed (kept read-only, and warned about when they look like a misspelt known one).
+COLUMNS: dict[str, pa.Column] = {
+    **{f.name: _column(f) for f in fields.FIELDS},
+    r"custom\..+": pa.Column("string", regex=True, nullable=True, required=False),
+}
+
+# What validate_clients asks pandera: the columns only. It runs the table checks itself
+# (faster, and its messages name the other row of a duplicate and the missing name).
+COLUMN_SCHEMA = pa.DataFrameSchema(COLUMNS, strict=False, coerce=False)
+
+
+class ClientsSchema(pa.DataFrameModel):
+    """Clients table: one column per fields.FIELDS entry (all optional, nullable),
+    custom.<FieldId> text columns, unknown columns allowed; and the two table checks."""
 
     class Config:
         strict = False  # unknown columns are kept (read-only) and warned about if typos
         coerce = False  # the codec produces the dtypes; pandera checks them
 
-    namespace["Config"] = Config
-    namespace["__annotations__"] = annotations
-    namespace["__doc__"] = ("Clients table: one column per fields.FIELDS entry (all optional, "
-                            "nullable), custom.<FieldId> text columns, unknown columns allowed.")
-    return type("ClientsSchema", (pa.DataFrameModel,), namespace)
+    @pa.dataframe_check(name="duplicate_client_id")
+    def _duplicate_client_id(cls, df: pd.DataFrame) -> pd.Series:
+        return ~duplicate_client_id_rows(df)
 
+    @pa.dataframe_check(name="new_client_needs_name")
+    def _new_client_needs_name(cls, df: pd.DataFrame) -> pd.Series:
+        return ~new_client_without_name_rows(df)
 
-ClientsSchema = _build_model()
-
-
-def _column_schema() -> pa.DataFrameSchema:
-    """The model without its table checks (validate_clients runs those directly, faster)."""
-    schema = ClientsSchema.to_schema()
-    return schema.set_checks([]) if hasattr(schema, "set_checks") else schema.__class__(
-        columns=schema.columns, checks=[], strict=schema.strict, coerce=schema.coerce)
-
-
-_COLUMN_SCHEMA = None
-
-
-def _rows(row_numbers, positions) -> list[int]:
-    return [int(row_numbers[i]) for i in positions]
+    @classmethod
+    def build_schema_(cls, **kwargs) -> pa.DataFrameSchema:
+        """The model's table checks and :data:`COLUMNS` (they come from the registry, so
+        they are not written out as annotations). Pandera builds it once and keeps it."""
+        return super().build_schema_(**kwargs).add_columns(COLUMNS)
 
 
 def _problem(check, row, column, value, severity=ERROR, message=None, hint=None) -> Problem:
@@ -208,10 +192,7 @@ def _cell(df, column, pos):
 
 
 def _pandera_problems(df: pd.DataFrame, row_numbers) -> list[Problem]:
-    global _COLUMN_SCHEMA
-    if _COLUMN_SCHEMA is None:
-        _COLUMN_SCHEMA = _column_schema()
-    cases = failure_cases(_COLUMN_SCHEMA, df)
+    cases = failure_cases(COLUMN_SCHEMA, df)
     if cases is None:
         return []
     problems = []

@@ -152,3 +152,16 @@ def test_unreadable_client_id_is_not_reported_as_a_new_client(tmp_path):
     problems = validate_table(read_table(path))
     assert [(p.row, p.check) for p in problems if p.row == 2] == [(2, "spreadsheet_error_value")]
     assert (3, "new_client_needs_name") in [(p.row, p.check) for p in problems]
+
+
+def test_the_schema_version_is_defined_once_and_reading_manifests_needs_no_pandera():
+    import subprocess
+    import sys
+
+    from etl.export.manifest import schema_version
+    from schemas.clients import SCHEMA_VERSION
+
+    assert schema_version() == SCHEMA_VERSION == "1"
+    loaded = subprocess.run([sys.executable, "-c", "import sys, etl.export.manifest; print('pandera' in sys.modules)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"

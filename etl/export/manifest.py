@@ -56,11 +56,12 @@ def new_export_id(now: float) -> str:
 
 
 def schema_version() -> str:
-    try:
-        from schemas import clients as clients_schema
-    except Exception:  # pragma: no cover - schemas not importable
-        return "1"
-    return str(getattr(clients_schema, "SCHEMA_VERSION", "1"))
+    """``schemas.clients.SCHEMA_VERSION``: the manifest records it, and an incremental export
+    from a snapshot of another version runs full. Imported when asked (it loads pandera,
+    which reading or verifying a manifest does not need)."""
+    from schemas.clients import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
 
 
 def public_base_url(url: str) -> str:

@@ -1,0 +1,65 @@
+"""The options several commands share, as click decorators: one place for each option's
+name, type, flags and Python parameter name.
+
+Each command applies the ones it has, with the help text that says what the option means
+for it (``--quiet`` hides more in ``export`` than in ``import``; ``--format`` is the
+output of ``export`` and the input of ``import`` and ``validate``)::
+
+    @options.file_format(help="Input format  [default: from the extension]")
+    @options.quiet(help="No progress bar.")
+    def import_(ctx, ..., fmt, ..., quiet): ...
+
+The parameters are always named ``fmt``, ``encoding``, ``date_format``, ``timezone``,
+``no_formula_guard``, ``sheet``, ``quiet`` and ``as_json``.
+"""
+from __future__ import annotations
+
+import click
+
+from ..codec.formats import FORMATS
+
+SHEET_HELP = "The XLSX sheet to read  [default: the one whose header has ClientId]"
+
+
+def file_format(*, help: str, default: str | None = None):
+    """``--format csv|parquet|xlsx`` (``etl.codec.formats.FORMATS``); ``default`` None: from
+    the file's extension."""
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default=default,
+                        show_default=default is not None, help=help)
+
+
+def encoding(*, help: str):
+    """``--encoding``: the text encoding of a CSV file read."""
+    return click.option("--encoding", default=None, help=help)
+
+
+def date_format(*, help: str):
+    """``--date-format``: strftime codes of the date cells of a file read."""
+    return click.option("--date-format", default=None, help=help)
+
+
+def timezone(*, help: str, default: str | None = None):
+    """``--timezone``: the practice's timezone (IANA name), for dates of birth."""
+    return click.option("--timezone", "timezone", default=default, show_default=default is not None,
+                        help=help)
+
+
+def no_formula_guard(*, help: str):
+    """``--no-formula-guard``: the ' before formula-like cells is not written (export) or
+    not stripped (import, validate)."""
+    return click.option("--no-formula-guard", is_flag=True, help=help)
+
+
+def sheet(*, help: str = SHEET_HELP):
+    """``--sheet``: the XLSX sheet to read."""
+    return click.option("--sheet", default=None, help=help)
+
+
+def quiet(*, help: str):
+    """``--quiet`` / ``-q``: no progress bar (and, where the help says so, no messages)."""
+    return click.option("--quiet", "-q", is_flag=True, help=help)
+
+
+def as_json(*, help: str):
+    """``--json``: one machine-readable line on stdout (parameter ``as_json``)."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
