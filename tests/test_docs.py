@@ -56,3 +56,16 @@ def test_the_runbooks_exist(name):
 def test_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and re.search(r"\d+\.\d+\.\d+", result.output)
+
+
+@pytest.mark.parametrize("name", ["export", "import", "validate"])
+def test_shared_options_are_spelt_alike_in_every_command(name):
+    """--format offers the codec's FORMATS; the shared options keep one spelling and flag."""
+    from etl.cli import cli
+    from etl.codec.formats import FORMATS
+
+    command = cli.get_command(None, name)
+    by_flag = {opt: p for p in command.params for opt in p.opts}
+    assert tuple(by_flag["--format"].type.choices) == FORMATS
+    assert by_flag["--format"].name == "fmt" and by_flag["--timezone"].name == "timezone"
+    assert by_flag["--json"].name == "as_json" and by_flag["--no-formula-guard"].is_flag

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
-from ..codec.formats import FORMATS
 from ..errors import EXIT_OK, EtlError, ExportIncomplete
 from ..export.hooks import ExportHooks
+from . import options
 from .output import exit_status_and_error, print_json_line
 from .ui import pages_bar, progress_default
 
@@ -57,8 +57,7 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write clients.<ext>, manifest.json (and the others) to; "
                    "created owner-only (0700) when missing; an existing folder keeps its mode.")
-@click.option("--format", "format_", type=click.Choice(FORMATS),
-              default="csv", show_default=True, help="File format.")
+@options.file_format(default="csv", help="File format.")
 @click.option("--incremental", is_flag=True,
               help="Fetch only what changed since the last export's snapshot (falls back to a "
                    "full export, and says why, when there is none or it is over 9 days old).")
@@ -79,17 +78,14 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
 @click.option("--custom", multiple=True, metavar="FIELD=VALUE",
               help="Custom-field filter (FieldId=value); repeatable.")
 @click.option("--external-id", default=None, help="Only the client with this ExternalClientId.")
-@click.option("--timezone", "timezone_", default="UTC", show_default=True,
-              help="The practice's timezone, for dates of birth (IANA name).")
-@click.option("--no-formula-guard", is_flag=True,
-              help="Do not prefix formula-like cells (starting with =, +, -, @, tab, CR or ') "
-                   "with ' in CSV/XLSX.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no messages or notes (errors only).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one machine-readable summary line on stdout.")
+@options.timezone(default="UTC", help="The practice's timezone, for dates of birth (IANA name).")
+@options.no_formula_guard(help="Do not prefix formula-like cells (starting with =, +, -, @, tab, CR or ') "
+                               "with ' in CSV/XLSX.")
+@options.quiet(help="No progress bar and no messages or notes (errors only).")
+@options.as_json(help="Print one machine-readable summary line on stdout.")
 @click.pass_context
-def export(ctx, out, format_, incremental, full_refresh, include_deleted, include_diagnoses,
-           columns, search, created_since, updated_since, custom, external_id, timezone_,
+def export(ctx, out, fmt, incremental, full_refresh, include_deleted, include_diagnoses,
+           columns, search, created_since, updated_since, custom, external_id, timezone,
            no_formula_guard, quiet, as_json):
     """Export all clients to CSV, Parquet or XLSX (full or incremental).
 
@@ -110,11 +106,11 @@ def export(ctx, out, format_, incremental, full_refresh, include_deleted, includ
         client = app.client()
         hooks = _CliHooks(client, quiet=quiet)
         options = ExportOptions(
-            out=out, format=format_, incremental=incremental, full_refresh=full_refresh,
+            out=out, format=fmt, incremental=incremental, full_refresh=full_refresh,
             include_deleted=include_deleted, include_diagnoses=include_diagnoses,
             columns=columns, search=search, created_since=created_since,
             updated_since=updated_since, custom=list(custom), external_id=external_id,
-            timezone=timezone_, formula_guard=not no_formula_guard)
+            timezone=timezone, formula_guard=not no_formula_guard)
         result = export_clients(client, options, hooks=hooks)
     except (EtlError, KeyboardInterrupt) as exc:   # a scheduler's log gets its line either way
         if as_json:

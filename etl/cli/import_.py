@@ -9,12 +9,11 @@ from pathlib import Path
 
 import click
 
-from ..codec.formats import FORMATS
 
 from . import AFTER_WRITES
 from ..errors import EtlError, PathError, StorageError, storage_reason
 from ..state.files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
-from . import ui
+from . import options, ui
 from .output import exit_status_and_error, print_json_line
 
 
@@ -43,17 +42,14 @@ from .output import exit_status_and_error, print_json_line
 @click.option("--wait", is_flag=True, help="When the daily budget runs out, sleep until it frees and go on.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (only asked on a terminal).")
 @click.option("--restart", is_flag=True, help="Discard the checkpoint and start over.")
-@click.option("--timezone", default=None,
-              help="The practice's timezone, for dates of birth  [default: the export's, else UTC]")
-@click.option("--format", "fmt", type=click.Choice(FORMATS),
-              help="Input format  [default: from the extension]")
-@click.option("--encoding", help="CSV text encoding  [default: utf-8, BOM accepted]")
-@click.option("--date-format", help="strftime format of date cells, e.g. %d/%m/%Y")
-@click.option("--sheet", help="The XLSX sheet to read  [default: the one whose header has ClientId]")
-@click.option("--no-formula-guard", is_flag=True, help="Keep a leading ' on cells (the file was exported without the guard).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one machine-readable summary line on stdout (messages stay on stderr).")
+@options.timezone(help="The practice's timezone, for dates of birth  [default: the export's, else UTC]")
+@options.file_format(help="Input format  [default: from the extension]")
+@options.encoding(help="CSV text encoding  [default: utf-8, BOM accepted]")
+@options.date_format(help="strftime format of date cells, e.g. %d/%m/%Y")
+@options.sheet()
+@options.no_formula_guard(help="Keep a leading ' on cells (the file was exported without the guard).")
+@options.quiet(help="No progress bar.")
+@options.as_json(help="Print one machine-readable summary line on stdout (messages stay on stderr).")
 @click.pass_context
 def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, tags, blank, prefer,
             skip_invalid, wait, yes, restart, timezone, fmt, encoding, date_format, sheet, no_formula_guard,

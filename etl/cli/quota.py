@@ -6,10 +6,11 @@ import json
 import click
 
 from ..errors import format_epoch
+from . import options
 
 
 @click.command("quota")
-@click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON object.")
+@options.as_json(help="Print the numbers as one JSON object.")
 @click.pass_obj
 def quota(app, as_json: bool):
     """Show the daily request budget: used in the last 24 h, remaining, when the next frees up.

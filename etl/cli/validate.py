@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from ..codec.formats import FORMATS
 
 from ..codec import ERROR, Problem
 from ..errors import EXIT_OK, EtlError, ValidationFailed
 from ..importer import checks
 from ..importer.reports import write_report
 from ..validate import find_base_frame, validate_file
+from . import options
 from .output import exit_status_and_error, print_json_line
 
 EXAMPLES = 5
@@ -57,24 +57,19 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every problem (row, column, value, check, message, hint) to this CSV.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Input format  [default: from the file's extension]")
-@click.option("--encoding", default=None, help="Text encoding of a CSV  [default: utf-8, BOM accepted]")
-@click.option("--date-format", default=None,
-              help="How non-ISO dates are written, in strftime codes (e.g. %d/%m/%Y).  "
-                   "[default: yyyy-MM-dd; M/D/YYYY and D.M.YYYY also read]")
-@click.option("--timezone", "tz", default="UTC", show_default=True,
-              help="The practice's timezone (IANA name), used for dates of birth.")
-@click.option("--no-formula-guard", is_flag=True,
-              help="Do not strip the leading ' that exports put before formula-like cells.")
-@click.option("--sheet", help="The XLSX sheet to read  [default: the one whose header has ClientId]")
+@options.file_format(help="Input format  [default: from the file's extension]")
+@options.encoding(help="Text encoding of a CSV  [default: utf-8, BOM accepted]")
+@options.date_format(help="How non-ISO dates are written, in strftime codes (e.g. %d/%m/%Y).  "
+                          "[default: yyyy-MM-dd; M/D/YYYY and D.M.YYYY also read]")
+@options.timezone(default="UTC", help="The practice's timezone (IANA name), used for dates of birth.")
+@options.no_formula_guard(help="Do not strip the leading ' that exports put before formula-like cells.")
+@options.sheet()
 @click.option("--base", help="The export FILE came from (an export folder or id; 'none': no base), to check "
                              "its edits as import will  [default: the id inside FILE (XLSX, Parquet), else "
                              "the manifest beside FILE]")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one machine-readable summary line on stdout (the summary moves to stderr).")
+@options.as_json(help="Print one machine-readable summary line on stdout (the summary moves to stderr).")
 @click.pass_context
-def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard, sheet, base, as_json):
+def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula_guard, sheet, base, as_json):
     """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
 
     Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
@@ -92,7 +87,7 @@ def validate(ctx, file, report, fmt, encoding, date_format, tz, no_formula_guard
             return found["base"]
 
         table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
-                                              tz=tz, formula_guard=guard_on, base=base_of, sheet=sheet)
+                                              tz=timezone, formula_guard=guard_on, base=base_of, sheet=sheet)
         checked = (table, problems, what)
         if table.sheet is not None:
             click.echo(f"sheet: {table.sheet}", err=as_json)
