@@ -46,9 +46,9 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
 
 
 def _edit_problems(table, base) -> list[Problem]:
+    from .codec.serials import resolve_date_numbers
     from .importer import checks
     from .importer import diff as D
-    from .codec.serials import resolve_date_numbers
 
     frame = table.frame.set_axis(D.by_spreadsheet_row(table))     # as import reads it
     if callable(base):
@@ -66,8 +66,8 @@ def find_base_frame(file: Path, base: str | None, state_dir: Path, frame: pd.Dat
     inside the file, the manifest beside it, else by content), in the account of the state
     dir that holds its export (validate needs no API key). A stale or missing base is the
     same error as for import."""
-    from .importer.base import find_base, is_no_base, named_export
     from .codec.export_id import read_export_id
+    from .importer.base import find_base, is_no_base, named_export
     from .state.snapshots import SnapshotStore
 
     inside = None if base else read_export_id(file, format)

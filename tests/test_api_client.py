@@ -21,8 +21,15 @@ from etl.api import IntakeQClient
 from etl.api.retry import MAX_WAIT, retry_after_seconds
 from etl.clock import FakeClock
 from etl.config import Settings
-from etl.errors import (ApiUnreachable, AuthError, BudgetExhausted, ConfigError, NotJsonError,
-                        RequestRejected, TransientApiError)
+from etl.errors import (
+    ApiUnreachable,
+    AuthError,
+    BudgetExhausted,
+    ConfigError,
+    NotJsonError,
+    RequestRejected,
+    TransientApiError,
+)
 
 SECRET_KEY = "not-the-real-key-7f3a9c"
 

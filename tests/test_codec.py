@@ -9,8 +9,17 @@ import pandas as pd
 import pytest
 
 from etl import fields
-from etl.codec import (clients_to_frame, custom_field_labels, diagnoses_to_frame, frame_to_records,
-                       normalized, normalized_frame, read_table, to_api_value, write_table)
+from etl.codec import (
+    clients_to_frame,
+    custom_field_labels,
+    diagnoses_to_frame,
+    frame_to_records,
+    normalized,
+    normalized_frame,
+    read_table,
+    to_api_value,
+    write_table,
+)
 from etl.codec.text import decode_tags, encode_tags
 from etl.errors import ConfigError, InputError
 

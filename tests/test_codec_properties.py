@@ -8,8 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etl import fields
-from etl.codec import (clients_to_frame, date_to_ms, frame_to_records, read_table, to_api_value,
-                       write_table)
+from etl.codec import clients_to_frame, date_to_ms, frame_to_records, read_table, to_api_value, write_table
 from etl.codec.text import decode_tags, encode_tags
 
 # Any unicode except NUL (a CSV with NUL bytes is refused as binary) and surrogates.

@@ -13,8 +13,21 @@ import pandas as pd
 import pytest
 
 from etl.codec import clients_to_frame
-from etl.importer.diff import (CONFLICT, CREATE, FAILED, UNCHANGED, UPDATE, Change, Conflict, Options, RowEdit,
-                      days_needed, find_edits, merged_body, plan_rows)
+from etl.importer.diff import (
+    CONFLICT,
+    CREATE,
+    FAILED,
+    UNCHANGED,
+    UPDATE,
+    Change,
+    Conflict,
+    Options,
+    RowEdit,
+    days_needed,
+    find_edits,
+    merged_body,
+    plan_rows,
+)
 from etl.importer.matching import digits, fold
 from etl.sandbox.records import blank_profile
 
@@ -146,7 +159,8 @@ def test_an_empty_tags_cell_with_replace_and_blank_clear_removes_every_base_tag(
 
 def test_rows_keep_their_spreadsheet_numbers_when_the_file_frame_is_a_subset():
     base = frame(profile(1), profile(2), profile(3))
-    file = frame(profile(1), profile(2, City="X"), profile(3, City="Y"), columns=["ClientId", "City"]).loc[[2, 4]]   # spreadsheet rows 2 and 4
+    file = frame(profile(1), profile(2, City="X"), profile(3, City="Y"),
+                 columns=["ClientId", "City"]).loc[[2, 4]]   # spreadsheet rows 2 and 4
     edits = find_edits(file, base)
     assert [(e.row, e.client_id, e.values) for e in edits] == [(2, 1, {}), (4, 3, {"City": "Y"})]
 

@@ -527,7 +527,6 @@ def test_diagnoses_of_a_client_deleted_meanwhile_are_skipped_not_fatal(sandbox, 
 
 def test_library_returns_frames_without_writing_files(sandbox, settings, tmp_path):
     from etl import export_clients
-
     from etl.export import ExportHooks
 
     class Heard(ExportHooks):

@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from test_import import export_csv, import_, read_rows, saves, write_rows, writes
 from test_validate_cli import run  # noqa: F401 - the `validate` CLI fixture
 
@@ -213,11 +212,11 @@ def test_a_symlinked_export_file_is_refused_before_any_request(sandbox, run_cli,
 @pytest.mark.parametrize("dangling", [False, True])
 def test_no_sqlite_store_opens_its_file_through_a_link(settings, tmp_path, store, dangling):
     """The four stores create their files through one helper: each refuses a link."""
-    from etl.importer import applied
     from etl.api.ledger import Ledger
-    from etl.export.diagnoses import DiagnosesProgress
-    from etl.importer.checkpoint import Checkpoint
     from etl.errors import PathError
+    from etl.export.diagnoses import DiagnosesProgress
+    from etl.importer import applied
+    from etl.importer.checkpoint import Checkpoint
 
     account = settings.account_dir
     account.mkdir(parents=True)

@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from etl import fields as F
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -235,7 +232,8 @@ def test_new_rows_are_created_with_their_tags_and_a_rerun_creates_nothing(sandbo
     made = {c["FirstName"]: c for c in sandbox.store.clients.values() if c["LastName"] in ("Person", "Nomail")}
     assert set(made["Newa"]["Tags"]) == {"fresh", "a;b"}
     results = results_of(path)
-    assert {r["status"] for r in results.values() if r["ClientId"] in {str(c["ClientId"]) for c in made.values()}} == {"created"}
+    made_ids = {str(c["ClientId"]) for c in made.values()}
+    assert {r["status"] for r in results.values() if r["ClientId"] in made_ids} == {"created"}
 
     sandbox.log.clear()
     again = import_(run_cli, path)
@@ -341,8 +339,8 @@ def test_a_changed_input_file_starts_anew_after_a_finished_run(sandbox, run_cli,
 
 
 def test_a_changed_input_file_refuses_to_resume_an_unfinished_run(sandbox, run_cli, tmp_path):
-    from etl.importer.checkpoint import Checkpoint
     from etl.importer import ImportOptions, plan_identity
+    from etl.importer.checkpoint import Checkpoint
 
     path = export_csv(run_cli, tmp_path / "export")
     header, rows = read_rows(path)
@@ -401,8 +399,8 @@ def test_a_bad_option_value_leaves_no_checkpoint(sandbox, run_cli, tmp_path, opt
 
 
 def test_a_checkpoint_that_never_sent_anything_is_replaced_silently_by_another_file(sandbox, run_cli, tmp_path):
-    from etl.importer.checkpoint import Checkpoint
     from etl.importer import ImportOptions, plan_identity
+    from etl.importer.checkpoint import Checkpoint
 
     path = export_csv(run_cli, tmp_path / "export")
     header, rows = read_rows(path)

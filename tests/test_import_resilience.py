@@ -6,9 +6,9 @@ and its answer (the sandbox's write latency makes that common).
 """
 from __future__ import annotations
 
-import re
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -18,15 +18,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from test_import import export_csv, read_rows, results_of, write_rows
 
 from etl.api import IntakeQClient, Ledger
-from etl.importer.checkpoint import Checkpoint
 from etl.clock import FakeClock
 from etl.errors import Interrupted
 from etl.importer import ImportOptions, Paths, plan_identity, run_import
+from etl.importer.checkpoint import Checkpoint
 from etl.sandbox import Faults
-
-from test_import import export_csv, read_rows, write_rows, results_of
 
 NEW_ROWS = [
     {"FirstName": "Crash", "LastName": "Withmail", "Email": "crash.withmail@example.org", "Tags": "new"},
@@ -86,7 +85,7 @@ def test_kill_minus_nine_at_random_moments_then_resume_gives_the_exact_account(s
     sandbox.log.clear()
     rng = random.Random(42)
     kills = 0
-    for attempt in range(12):
+    for _attempt in range(12):
         start_writes = writes_so_far(sandbox)
         proc = spawn_import(cli_env, path)
         deadline = time.monotonic() + 60
@@ -118,7 +117,7 @@ def test_five_percent_failures_and_lost_responses_still_give_the_exact_account(s
     path, expect = make_edits(run_cli, sandbox, tmp_path)
     n_before = len(sandbox.store.clients)
     sandbox.configure(faults=Faults(seed=5, fail_before=0.05, lost_response=0.05))
-    for attempt in range(5):
+    for _attempt in range(5):
         result = run_cli("import", path, "--yes", "--quiet")
         if result.exit_code == 0:
             break
@@ -369,7 +368,7 @@ def test_a_fault_storm_never_exits_1_after_a_write_and_repeated_runs_reach_the_e
     monkeypatch.setattr(etl.api.client, "SystemClock", lambda: FakeClock(time.time()))
     # Seed 23: among the faults it draws, a lost write whose verifying read fails 4 times running.
     sandbox.configure(faults=Faults(seed=23, fail_before=0.3, lost_response=0.2))
-    for attempt in range(40):
+    for _attempt in range(40):
         results.unlink(missing_ok=True)
         writes_before = writes_so_far(sandbox)
         result = run_cli("import", path, "--yes", "--quiet")

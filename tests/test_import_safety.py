@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from test_import import export_csv, import_, read_rows, write_rows, writes
 
 

@@ -383,8 +383,8 @@ def test_a_checkpoint_path_naming_another_database_is_refused_and_left_alone(san
 
 
 def test_a_create_killed_in_flight_in_a_file_without_client_id_is_found_not_repeated(sandbox, run_cli, tmp_path):
-    from etl.importer.checkpoint import Checkpoint
     from etl.importer import ImportOptions, plan_identity
+    from etl.importer.checkpoint import Checkpoint
 
     path = tmp_path / "new.csv"
     path.write_text("FirstName,LastName\nNova,Nocontact\n", encoding="utf-8")

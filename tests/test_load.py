@@ -11,12 +11,11 @@ import sqlite3
 
 import pytest
 
-from etl.importer.checkpoint import Checkpoint
 from etl.clock import FakeClock
-from etl.importer.diff import CREATE, UPDATE, Change, RowPlan, merged_body
 from etl.errors import ApiUnreachable, BudgetExhausted, Interrupted, RequestRejected, TransientApiError
 from etl.importer.apply import NOT_FOUND_PAUSE, TRANSIENT_TRIES, apply_plan, find_created
-
+from etl.importer.checkpoint import Checkpoint
+from etl.importer.diff import CREATE, UPDATE, Change, RowPlan, merged_body
 
 # --------------------------------------------------------------------------- fakes
 
@@ -32,8 +31,8 @@ class FakeClient:
     """The subset of IntakeQClient that apply_plan uses, over an in-memory account.
 
     ``script[op]`` is a list consumed one entry per request of that op ("save", "add_tag",
-    "remove_tag", "get_client", "iter_clients"): an exception is raised before the request takes effect, ``LOST`` lets it
-    take effect and then raises TransientApiError, ``None`` lets it through.
+    "remove_tag", "get_client", "iter_clients"): an exception is raised before the request takes
+    effect, ``LOST`` lets it take effect and then raises TransientApiError, ``None`` lets it through.
     """
 
     def __init__(self, clients=(), *, on_send=None):

@@ -151,8 +151,12 @@ def test_external_client_id_exact(sandbox):
 def test_date_filters_are_inclusive_utc_days(sandbox, field, start, end):
     for i in range(1, 21):
         sandbox.store.staff_edit(i, **{field: ms("2020-01-01T00:00:00Z"), "LastUpdateDate": ms("2020-01-01T00:00:00Z")})
-    sandbox.store.staff_edit(1, **{field: ms("2024-03-23T23:59:59.999Z"), "LastUpdateDate": ms("2024-03-23T23:59:59.999Z")} if field == "LastUpdateDate" else {field: ms("2024-03-23T23:59:59.999Z"), "LastUpdateDate": 0.0})
-    sandbox.store.staff_edit(2, **{field: ms("2024-03-24T00:00:00Z"), "LastUpdateDate": ms("2024-03-24T00:00:00Z")} if field == "LastUpdateDate" else {field: ms("2024-03-24T00:00:00Z"), "LastUpdateDate": 0.0})
+
+    def at(when: str) -> dict:      # the field at that instant; LastUpdateDate too, or 0 when it is another field
+        return {field: ms(when), "LastUpdateDate": ms(when) if field == "LastUpdateDate" else 0.0}
+
+    sandbox.store.staff_edit(1, **at("2024-03-23T23:59:59.999Z"))
+    sandbox.store.staff_edit(2, **at("2024-03-24T00:00:00Z"))
     ids = lambda **p: sorted(int(r["ClientNumber"]) for r in get_json(sandbox, "clients", **p))  # noqa: E731
     assert ids(**{start: "2024-03-24"}) == [2]
     assert ids(**{start: "2024-03-23"}) == [1, 2]

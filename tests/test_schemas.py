@@ -1,7 +1,6 @@
 """The pandera schemas: every check fails on a tiny frame and reports its stable name."""
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 from pandera.errors import SchemaErrors
 
@@ -144,8 +143,8 @@ def test_diagnoses_schema():
 
 def test_unreadable_client_id_is_not_reported_as_a_new_client(tmp_path):
     """A ClientId cell Excel turned into #VALUE! is one error, not also 'a new client needs names'."""
-    from schemas.clients import validate_table
     from etl.codec import read_table
+    from schemas.clients import validate_table
 
     path = tmp_path / "c.csv"
     path.write_text("ClientId,FirstName,LastName\n#VALUE!,Ana,\n,Bo,\n", encoding="utf-8")

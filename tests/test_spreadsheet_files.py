@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import openpyxl
-import pandas as pd
 import pytest
 from test_import import export_csv, import_, read_rows, saves, write_rows, writes
 
@@ -110,7 +109,8 @@ def test_a_parquet_file_whose_inside_export_snapshot_is_gone_stops_before_any_re
 
     assert result.exit_code == 1
     assert sandbox.log == []
-    assert f"no snapshot of export {export_id} (named by the id inside the file) in the state dir: it is gone" in result.output
+    assert (f"no snapshot of export {export_id} (named by the id inside the file) in the state dir: "
+            "it is gone") in result.output
     assert "--base none" in result.output
 
 

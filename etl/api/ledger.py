@@ -23,8 +23,8 @@ from pathlib import Path
 
 from ..clock import SystemClock
 from ..config import ENV_STATE_DIR, Settings
-from ..state.sqlite import open_private_db
 from ..errors import BudgetExhausted, ConfigError
+from ..state.sqlite import open_private_db
 
 log = logging.getLogger("etl.api")
 

@@ -23,8 +23,16 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..config import (DEFAULT_BASE_URL, DEFAULT_MAX_PER_DAY, DEFAULT_MAX_PER_MINUTE, ENV_API_KEY, ENV_BASE_URL,
-                      ENV_MAX_PER_DAY, ENV_MAX_PER_MINUTE, ENV_STATE_DIR)
+from ..config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_PER_DAY,
+    DEFAULT_MAX_PER_MINUTE,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_MAX_PER_DAY,
+    ENV_MAX_PER_MINUTE,
+    ENV_STATE_DIR,
+)
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EtlError, storage_reason
 from ..state.files import ensure_private_dir, open_private
 from .context import AppContext
@@ -37,7 +45,8 @@ AFTER_WRITES = "intakeq_etl.after_writes"
 # name -> (module, attribute, one-line help shown by `intakeq-etl --help`)
 COMMANDS = {
     "export": ("etl.cli.export", "export", "Export all clients to CSV, Parquet or XLSX (full or incremental)."),
-    "import": ("etl.cli.import_", "import_", "Import a CSV/Parquet/XLSX file: diff, plan, then apply only what changed."),
+    "import": ("etl.cli.import_", "import_",
+               "Import a CSV/Parquet/XLSX file: diff, plan, then apply only what changed."),
     "validate": ("etl.cli.validate", "validate", "Check a clients file against the schema, without any API call."),
     "quota": ("etl.cli.quota", "quota", "Show the daily request budget: used, remaining, when the next frees up."),
     "sandbox": ("etl.cli.sandbox", "sandbox", "Serve a local emulator of the IntakeQ Client API on 127.0.0.1."),

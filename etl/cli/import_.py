@@ -9,11 +9,9 @@ from pathlib import Path
 
 import click
 
-
-from . import AFTER_WRITES
 from ..errors import EtlError, PathError, StorageError, storage_reason
 from ..state.files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
-from . import options, ui
+from . import AFTER_WRITES, options, ui
 from .output import exit_status_and_error, print_json_line
 
 

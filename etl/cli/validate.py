@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-
 from ..codec import ERROR, Problem
 from ..errors import EXIT_OK, EtlError, ValidationFailed
 from ..importer import checks

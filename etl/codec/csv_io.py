@@ -22,8 +22,16 @@ from ..errors import InputError
 from ..state.files import atomic_path
 from .files import blank_rows, check_header, write_kind
 from .model import Table
-from .text import (DAY_FIRST, MONTH_FIRST, coerce_columns, date_order_of_format, file_date_order,
-                   format_column, has_slash_dates, may_hold_dates)
+from .text import (
+    DAY_FIRST,
+    MONTH_FIRST,
+    coerce_columns,
+    date_order_of_format,
+    file_date_order,
+    format_column,
+    has_slash_dates,
+    may_hold_dates,
+)
 
 _HEAD_BYTES = 1 << 16
 

@@ -45,7 +45,7 @@ def write_kind(column: str, series: pd.Series, kinds=None) -> str:
         return "int"
     if pd.api.types.is_float_dtype(dtype):
         return "float"
-    if dtype == object and len(series) and isinstance(series.iloc[0], (list, tuple)):
+    if pd.api.types.is_object_dtype(dtype) and len(series) and isinstance(series.iloc[0], (list, tuple)):
         return "tags"
     return "text"
 

@@ -18,8 +18,15 @@ import pandas as pd
 from .. import fields
 from ..codec.formats import FORMATS
 from ..errors import ConfigError, EtlError, PathError
-from ..state.files import (StagedFiles, discard, folder_is_writable, make_private_dirs, others_can_read,
-                     refuse_symlink, remove_stale_temps)
+from ..state.files import (
+    StagedFiles,
+    discard,
+    folder_is_writable,
+    make_private_dirs,
+    others_can_read,
+    refuse_symlink,
+    remove_stale_temps,
+)
 from .manifest import MANIFEST_NAME, file_entry
 
 OUTPUT_STEMS = ("clients", "deleted_clients", "diagnoses")

@@ -1,8 +1,9 @@
 """The import pipeline, one module per step (see README, "How it works"):
 
 options (ImportOptions, Paths, the checkpoint's rules) → run (read, validate, prepare,
-run_import; outcome: exit status and closing lines) → base (the export the file came from) → diff (pure: base, file, live →
-RowPlans) with matching (IntakeQ's create-or-match rule) and checks (before any request)
+run_import; outcome: exit status and closing lines) → base (the export the file came from)
+→ diff (pure: base, file, live → RowPlans) with matching (IntakeQ's create-or-match rule)
+and checks (before any request)
 → live (only the clients needed) → apply (journalled in checkpoint, recorded in applied)
 → reports (plan, results, rejects, validation report).
 

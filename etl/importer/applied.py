@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .diff import Written
 from ..state.sqlite import open_private_db
+from .diff import Written
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS created (

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from .checkpoint import Checkpoint
 from ..clock import SystemClock
+from ..errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
+from .checkpoint import Checkpoint
 from .diff import CREATE, Change, RowPlan, merged_body, normalized, tag_op_field
 from .matching import fold
-from ..errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
 from .reports import RowResult
 
 TRANSIENT_TRIES = 3
@@ -190,7 +190,7 @@ class FreshProfiles:
 
 
 def _save(client, plan: RowPlan, cp: Checkpoint, tz: str, body: dict) -> None:
-    for attempt in range(TRANSIENT_TRIES):
+    for _attempt in range(TRANSIENT_TRIES):
         cp.begin(plan.row, "save", client_id=plan.client_id)
         try:
             client.save_client(body)
@@ -216,7 +216,7 @@ def _landed(live: dict, changes: list[Change], tz: str) -> bool:
 
 
 def _create(client, plan: RowPlan, cp: Checkpoint, clock, known: set[int]) -> int:
-    for attempt in range(TRANSIENT_TRIES):
+    for _attempt in range(TRANSIENT_TRIES):
         cp.begin(plan.row, "create", known_ids=known)
         try:
             saved = client.save_client(plan.body)

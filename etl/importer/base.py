@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import diff as D
 from ..errors import ConfigError, ValidationFailed
 from ..state.snapshots import SnapshotStore, watermark_epoch
+from . import diff as D
 
 MATCH_THRESHOLD = 0.8        # share of a file's cells that must equal a snapshot's to take it as base
 MATCH_SAMPLE = 2000          # rows compared per snapshot

@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable
 
-from . import diff as D
 from .. import fields as F
 from ..codec import damage as DMG
 from ..codec.model import ERROR, WARNING, Problem
+from . import diff as D
 
 DAMAGE_CHECKS = {
     DMG.LOST: "spreadsheet_lost_digits",

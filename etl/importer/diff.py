@@ -511,7 +511,8 @@ def tag_op_field(tag: str, add: bool) -> str:
 
 def _our_last_tag_op(written, client_id, tag: str) -> str | None:
     """"+" or "-": the last call an import of ours made for this tag since the base."""
-    added, removed = written.get((client_id, tag_op_field(tag, True))), written.get((client_id, tag_op_field(tag, False)))
+    added = written.get((client_id, tag_op_field(tag, True)))
+    removed = written.get((client_id, tag_op_field(tag, False)))
     if added is None and removed is None:
         return None
     if removed is None or (added is not None and added.at >= removed.at):

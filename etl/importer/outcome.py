@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import (EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, EtlError, Interrupted,
-                      StoppedAfterWrites, format_epoch)
+from ..errors import EXIT_OK, EXIT_ROWS_FAILED, BudgetExhausted, EtlError, Interrupted, StoppedAfterWrites, format_epoch
 from .reports import RowResult
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ import pandas as pd
 from ..codec import damage
 from ..codec.model import Problem
 from ..codec.text import guard
-from .diff import RowPlan
 from ..state.files import atomic_path, make_private_dirs
+from .diff import RowPlan
 
 REPORT_COLUMNS = ["row", "column", "value", "check", "severity", "message", "hint"]
 PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "note"]
@@ -153,7 +153,8 @@ def _cell(v) -> Any:
 
 
 def write_report(problems: list[Problem], path, *, formula_guard: bool = True) -> None:
-    """The validation report (validate --report, import) as CSV (UTF-8 with BOM, mode 0600). Values are guarded like exports."""
+    """The validation report (validate --report, import) as CSV (UTF-8 with BOM, mode 0600).
+    Values are guarded like exports."""
     with atomic_path(path, parents=True) as tmp:
         with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\r\n")

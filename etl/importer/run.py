@@ -16,8 +16,8 @@ import pandas as pd
 from ..codec import damage as DMG
 from ..codec.export_id import read_export_id
 from ..codec.serials import resolve_date_numbers
-from ..hooks import Hooks as BaseHooks
 from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, ValidationFailed
+from ..hooks import Hooks as BaseHooks
 from ..state.snapshots import SnapshotStore
 from . import applied, checks
 from . import diff as D
@@ -61,8 +61,9 @@ class Prepared:
 
 def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
     """Read the file through the codec and validate it. Raises ValidationFailed (nothing sent)."""
-    from ..codec import read_table
     from schemas.clients import validate_table
+
+    from ..codec import read_table
 
     table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
                        formula_guard=opts.formula_guard, tz=opts.timezone, sheet=opts.sheet)

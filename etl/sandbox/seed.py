@@ -172,7 +172,8 @@ def make_client(rng: random.Random, client_id: int, now: float) -> dict:
     if rng.random() < 0.3:
         r["ExternalClientId"] = f"EXT-{client_id:05d}"
     if rng.random() < 0.2:
-        r["StripeCustomerId"] = "cus_" + "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789", k=14))
+        alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789"
+        r["StripeCustomerId"] = "cus_" + "".join(rng.choices(alphabet, k=14))
     if rng.random() < 0.05:
         r["SquareCustomerId"] = "SQ" + str(_below(rng, 10**10))
     if rng.random() < 0.1:
