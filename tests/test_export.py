@@ -389,7 +389,9 @@ def test_budget_exhausted_mid_way_exits_75_and_leaves_the_previous_export(sandbo
     [error] = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert error.startswith("error: daily request budget used up (5 of 5 in the last 24 h); "
                             "the next request frees up at "), error
-    assert error.endswith(f" UTC; nothing was written to {out}; run the same command again then")
+    assert error.endswith(f" UTC; nothing was written to {out}; the 2 page(s) fetched so far "
+                          "are kept in the state dir, the next run fetches only the rest; run the "
+                          "same command again then")
     assert _snapshot_dir(out) == before                    # no partial or temp file either
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["exit_status"] == 75
@@ -601,3 +603,130 @@ def test_files_of_an_earlier_export_do_not_linger_beside_a_newer_manifest(sandbo
 
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["clients.parquet", "manifest.json"]
+
+
+# -- a full export over several runs (issue 11) ----------------------------------------------
+
+def _clients_csv(out: Path) -> bytes:
+    return (out / "clients.csv").read_bytes()
+
+
+def test_columns_typo_is_refused_with_a_hint_before_any_request(sandbox, run_cli, tmp_path):
+    result = run_cli("export", "--out", tmp_path / "x", "--columns", "ClientId,Emial")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "error: --columns names columns this account does not have: Emial (did you mean "
+        "Email?); nothing was sent"]
+    assert sandbox.log == []
+
+
+def test_a_killed_export_fetches_only_the_rest_on_the_next_run(sandbox, run_cli, tmp_path,
+                                                               monkeypatch, settings):
+    from etl.api import IntakeQClient
+
+    sandbox.reset(n_clients=250)
+    age_account(sandbox)
+    real = IntakeQClient._get_clients
+    calls = []
+
+    def killed_on_the_third_page(self, params):
+        calls.append(params)
+        if len(calls) == 3:
+            raise KeyboardInterrupt      # kill -INT while page 3 is on its way
+        return real(self, params)
+
+    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_third_page)
+    out = tmp_path / "exports"
+    assert run_cli("export", "--out", out, "--quiet").exit_code == 130
+    assert not out.exists() or not (out / "clients.csv").exists()
+    assert len(sandbox.log) == 2
+    monkeypatch.setattr(IntakeQClient, "_get_clients", real)
+    sandbox.store.staff_edit(9, City="Moved on")
+    sandbox.log.clear()
+    result = ok(run_cli("export", "--out", out))
+    assert "continuing the full export" in result.output
+    not_yet_fetched = 1
+    # the page not fetched + one check page + updated, created, deleted
+    assert len(sandbox.log) == not_yet_fetched + 4
+    assert len(sandbox.log) <= pages(250) + 3 * 2 + 3 - 2
+    manifest = load_manifest(out)
+    assert manifest["fetched_runs"] == 2 and manifest["requests"] == len(sandbox.log)
+    assert manifest["requests_total"] == 2 + len(sandbox.log)
+    ok(run_cli("export", "--out", tmp_path / "fresh", "--quiet"))
+    assert _clients_csv(out) == _clients_csv(tmp_path / "fresh")
+    # the kept pages are gone once the files are written: the next export starts afresh
+    sandbox.log.clear()
+    ok(run_cli("export", "--out", tmp_path / "again", "--quiet"))
+    assert len(sandbox.log) == pages(250)
+
+
+def test_an_export_over_four_days_equals_a_fresh_one(sandbox, run_cli, tmp_path, settings):
+    sandbox.reset(n_clients=700)
+    age_account(sandbox)
+    store = sandbox.store
+    out = tmp_path / "exports"
+    total = 0
+    # day 1: a budget of 3 requests; each later day 3 more (the ledger still holds the earlier ones)
+    for day, budget in enumerate((3, 6, 9, 0), 1):
+        sandbox.log.clear()
+        result = run_cli("export", "--out", out, "--json", env={"INTAKEQ_MAX_PER_DAY": str(budget)})
+        total += len(sandbox.log)
+        if day < 4:
+            assert result.exit_code == 75, result.output
+            assert "are kept in the state dir" in result.output
+            assert not (out / "clients.csv").exists()
+            # between the runs: creates (at the front of the name order), edits, deletes
+            store.add_client(FirstName="Aaa", LastName=f"New{day}", Email=f"a{day}@example.com")
+            store.staff_edit(10 * day, City=f"Day {day}", LastName="Zzz")    # moves in the order
+            store.delete_client(100 + day)
+            first_by_name = sorted(store.clients, key=lambda i: (store.clients[i]["Name"] or "").casefold())
+            store.delete_client(first_by_name[day])                            # shifts every page
+        else:
+            ok(result)
+    manifest = load_manifest(out)
+    assert manifest["fetched_runs"] == 4 and manifest["status"] == "complete"
+    assert manifest["requests_total"] == total
+    assert total <= -(-700 // 100) + 1 + 3 * 4 + 3        # ⌈N/100⌉ (+1: N % 100 == 0) + 3 × runs + 3
+    ok(run_cli("export", "--out", tmp_path / "fresh", "--quiet"))
+    assert _clients_csv(out) == _clients_csv(tmp_path / "fresh")
+    assert manifest["rows"]["clients"] == len(store.clients)
+
+
+def test_include_diagnoses_on_top_of_a_resumed_export(sandbox, run_cli, tmp_path):
+    sandbox.reset(n_clients=150)
+    out = tmp_path / "exports"
+    assert run_cli("export", "--out", out, "--include-diagnoses",
+                   env={"INTAKEQ_MAX_PER_DAY": "1"}).exit_code == 75
+    ok(run_cli("export", "--out", out, "--include-diagnoses", "--quiet"))
+    manifest = load_manifest(out)
+    assert manifest["fetched_runs"] == 2 and manifest["diagnoses"]["remaining"] == 0
+    assert manifest["rows"]["clients"] == 150
+    diag = pd.read_csv(out / "diagnoses.csv", dtype=str, encoding="utf-8-sig")
+    assert len(diag) == _diagnoses_expected(sandbox)
+
+
+def test_parts_are_ranges_of_creation_days_sized_to_a_days_budget():
+    from etl.export.resume import Part, plan_parts
+
+    days = ["2024-01-01"] * 3 + ["2024-01-02"] * 2 + ["2024-01-05"] * 4
+    assert plan_parts(days, None) == [Part(None, None)]
+    # contiguous: the days between two parts' clients belong to the earlier part
+    assert plan_parts(days, 5) == [Part(None, "2024-01-04"), Part("2024-01-05", None)]
+    assert plan_parts(days, 3) == [Part(None, "2024-01-01"), Part("2024-01-02", "2024-01-04"),
+                                   Part("2024-01-05", None)]
+
+
+def test_parts_planned_from_the_snapshot_fetch_the_account_exactly(sandbox, settings, tmp_path,
+                                                                   monkeypatch):
+    from etl.export import export_clients
+    from etl.export import resume
+
+    sandbox.reset(n_clients=450)
+    first = export_clients(settings)                          # the snapshot to plan from
+    monkeypatch.setattr(resume, "part_size", lambda per_day: 150)
+    sandbox.log.clear()
+    result = export_clients(settings)
+    assert result.manifest["fetched_parts"] >= 3
+    queries = [e.query for e in sandbox.requests("GET", "clients")]
+    assert any("dateCreatedEnd" in q for q in queries) and any("dateCreatedStart" in q for q in queries)
+    pd.testing.assert_frame_equal(result.clients, first.clients)

@@ -67,10 +67,11 @@ class IntakeQClient:
     def iter_pages(self, *, include_profile: bool = True, search=None, date_created_start=None,
                    date_created_end=None, date_updated_start=None, date_updated_end=None,
                    custom: dict[str, str] | None = None, external_client_id=None,
-                   deleted_only: bool = False) -> Iterator[list[dict]]:
+                   deleted_only: bool = False, first_page: int = 1) -> Iterator[list[dict]]:
         """GET clients page by page (100 a page) until a short page.
 
-        Sends exactly ceil(N/100) requests, plus one when N is a multiple of 100.
+        Sends exactly ceil(N/100) requests, plus one when N is a multiple of 100
+        (``first_page``: start there, e.g. to resume a listing).
         """
         params = client_query(include_profile=include_profile, search=search,
                               date_created_start=date_created_start,
@@ -79,7 +80,7 @@ class IntakeQClient:
                               date_updated_end=date_updated_end, custom=custom,
                               external_client_id=external_client_id, deleted_only=deleted_only)
         previous = None
-        page_number = 1
+        page_number = max(1, int(first_page))
         while True:
             page = self._get_clients({**params, "page": str(page_number)})
             if page and page == previous:

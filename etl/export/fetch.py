@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import pandas as pd
 
@@ -25,6 +25,9 @@ from .frames import FrameBuilder, combine_frames
 from .hooks import ExportHooks
 from .mode import DAY, Mode, after_fetch
 from .options import ExportOptions
+
+if TYPE_CHECKING:
+    from .resume import FullExportJob, Resumed
 
 
 class Run:
@@ -43,6 +46,12 @@ class Run:
 
     def say(self, message: str) -> None:
         self.hooks.say(message)
+
+    def one_page(self, page: int, **query) -> list[dict]:
+        """Page ``page`` of a listing, alone (one request)."""
+        for records in self.client.iter_pages(first_page=page, **query):
+            return records
+        return []
 
     def pages(self, desc: str, expected_records: int | None = None,
               **query) -> Iterator[list[dict]]:
@@ -78,6 +87,8 @@ class Fetched:
     clients: pd.DataFrame
     labels: dict[str, str]
     deleted_records: list[dict] | None
+    resumed: "Resumed | None" = None     # a full pull: how many runs it took (etl.export.resume)
+    job: "FullExportJob | None" = None   # its kept progress, dropped once the files are written
 
 
 @dataclass
@@ -110,6 +121,8 @@ def fetch_clients(run: Run, store: SnapshotStore, mode: Mode, opts: ExportOption
         run.say(mode.reason)
     newest_any = store.newest(complete_only=False)
     expected = int(newest_any[1].get("rows", 0)) if newest_any else None
+    if opts.complete:
+        return _fetch_resumable(run, store, mode, opts, expected, deleted_records)
     builder = FrameBuilder(opts.timezone)
     for page in run.pages("clients", expected, include_profile=True,
                           **opts.filters.api_kwargs()):
@@ -118,6 +131,53 @@ def fetch_clients(run: Run, store: SnapshotStore, mode: Mode, opts: ExportOption
     if opts.include_deleted and deleted_records is None:
         deleted_records = run.fetch_deleted()
     return Fetched(mode, clients, builder.labels, deleted_records)
+
+
+def _fetch_resumable(run: Run, store: SnapshotStore, mode: Mode, opts: ExportOptions,
+                     expected: int | None, deleted_records: list[dict] | None) -> Fetched:
+    """The whole account, part by part, every page kept as it arrives: a run stopped by
+    the budget, a kill or Ctrl-C is continued by the next one (see etl.export.resume)."""
+    from .resume import FullExportJob, ProgressStore, job_key, part_size
+
+    progress = ProgressStore.for_settings(run.settings)
+    try:
+        job = FullExportJob(run, progress, job_key(resume_identity(run.settings)))
+        days: list[str] = []
+        if part_size(run.settings.max_per_day) and progress.load(job.key) is None:
+            days = snapshot_created_days(store)
+        job.open(days)
+        done = job.fetch(opts.include_deleted and deleted_records is None, expected)
+    except BaseException as exc:
+        exc.kept_pages = job.kept_pages() if "job" in locals() else 0
+        progress.close()
+        raise
+    builder = FrameBuilder(opts.timezone)
+    builder.add(done.records)
+    if deleted_records is None:
+        deleted_records = done.deleted_records
+    return Fetched(mode, builder.frame(), builder.labels, deleted_records, resumed=done, job=job)
+
+
+def resume_identity(settings: Settings) -> dict:
+    """What a full export's kept progress belongs to: the account's server and the schema
+    (every complete export of an account fetches the same pages, whatever --out or --format)."""
+    from .manifest import schema_version
+    from .mode import settings_base
+
+    return {"base_url": settings_base(settings), "schema_version": schema_version(),
+            "what": "full export of the whole account"}
+
+
+def snapshot_created_days(store: SnapshotStore) -> list[str]:
+    """The UTC creation day of each client of the newest complete snapshot (to plan parts)."""
+    newest = store.newest(complete_only=True)
+    if newest is None or not store.exists(newest[0]):
+        return []
+    frame, _ = store.load(newest[0])
+    if "DateCreated" not in frame.columns:
+        return []
+    created = pd.to_datetime(frame["DateCreated"], utc=True, errors="coerce").dropna()
+    return [d.date().isoformat() for d in created]
 
 
 def _fetch_changes(run: Run, meta: dict) -> tuple[Changes, list[dict]]:

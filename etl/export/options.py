@@ -127,6 +127,32 @@ def parse_columns(columns) -> list[str] | None:
     return names
 
 
+def check_columns(columns: list[str] | None, custom_ids=()) -> None:
+    """Refuse, before any request, a --columns name that is neither a registered column nor
+    a custom field (``custom.<FieldId>``) of the newest snapshot, with a "did you mean".
+
+    A ``custom.`` name the snapshot does not know may be a field added since: it is
+    checked against the fetched columns instead (the error then costs the fetch).
+    """
+    if not columns:
+        return
+    import difflib
+
+    custom = {fields.custom_column(c) for c in custom_ids}
+    known = list(fields.KNOWN_NAMES) + sorted(custom)
+    unknown = [c for c in columns if c not in known and not fields.is_custom(c)]
+    if not unknown:
+        return
+    folded = {k.casefold(): k for k in known}
+    hints = []
+    for name in unknown:
+        match = folded.get(name.casefold()) or next(
+            iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None)
+        hints.append(f"{name} (did you mean {match}?)" if match else name)
+    raise ConfigError("--columns names columns this account does not have: " + ", ".join(hints)
+                      + "; nothing was sent")
+
+
 def parse_custom(custom) -> dict[str, str]:
     """``["sotc=Jane", "custom.Ref=Web"]`` or a dict → {FieldId: value}."""
     if not custom:

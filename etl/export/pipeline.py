@@ -24,7 +24,7 @@ from .frames import deleted_frame
 from .hooks import ExportHooks
 from .manifest import build_manifest, iso_utc, new_export_id, schema_version
 from .mode import choose_mode, settings_base
-from .options import ExportOptions
+from .options import ExportOptions, check_columns
 from .write import ExportFiles, prepare_out_dir, tables_for, write_export
 
 COMPLETE = "complete"
@@ -124,14 +124,34 @@ class Collected:
 def _export(run: Run, opts: ExportOptions) -> ExportResult:
     started = run.clock.time()
     store = SnapshotStore(run.settings)
+    check_columns(opts.columns, snapshot_custom_ids(store))     # before any request
     mode = choose_mode(store, opts, run.settings, now=started)
     run.say(mode.reason)
     try:
         fetched = fetch_clients(run, store, mode, opts)
     except BudgetExhausted as exc:
         where = f"nothing was written to {opts.out}" if opts.out else "nothing was written"
+        kept = getattr(exc, "kept_pages", 0)
+        if kept:
+            where += (f"; the {kept} page(s) fetched so far are kept in the state dir, the "
+                      "next run fetches only the rest")
         raise BudgetExhausted(budget_message(exc, f"{where}; run the same command again then"),
                               used=exc.used, limit=exc.limit, frees_at=exc.frees_at) from exc
+    try:
+        return _after_fetch(run, opts, store, started, fetched)
+    finally:
+        if fetched.job is not None and not fetched.job.store_closed:
+            fetched.job.close()           # not finished: the kept pages stay for the next run
+
+
+def snapshot_custom_ids(store: SnapshotStore) -> list[str]:
+    """The custom fields of the newest snapshot (what --columns is checked against)."""
+    newest = store.newest(complete_only=False)
+    return list((newest[1].get("custom_fields") or {}) if newest else [])
+
+
+def _after_fetch(run: Run, opts: ExportOptions, store: SnapshotStore, started: float,
+                 fetched: Fetched) -> ExportResult:
     frame = fetched.clients
     if opts.columns:
         missing = [c for c in opts.columns if c not in frame.columns]
@@ -193,8 +213,10 @@ def _finish(run: Run, opts: ExportOptions, store: SnapshotStore, got: Collected)
         if opts.save_snapshot:
             store.save(got.export_id, frame,
                        {**snapshot_meta, "finished": iso_utc(run.clock.time())})
-        return build_manifest(finished=run.clock.time(), requests=run.requests, files=files,
-                              **manifest_fields)
+        manifest = build_manifest(finished=run.clock.time(), requests=run.requests, files=files,
+                                  **manifest_fields)
+        manifest.update(fetched_over(got.fetched, run))
+        return manifest
 
     diagnoses_frame = diagnoses.frame if diagnoses is not None else None
     written: list[Path] = []
@@ -207,9 +229,26 @@ def _finish(run: Run, opts: ExportOptions, store: SnapshotStore, got: Collected)
         run.say(f"wrote {', '.join(p.name for p in written)} to {opts.out}")
     else:
         manifest = finish([])
+    if got.fetched.job is not None:
+        got.fetched.job.finished()        # the files are in place: the kept pages are done
     return ExportResult(clients=frame[opts.columns] if opts.columns else frame,
                         deleted=got.deleted, diagnoses=diagnoses_frame, manifest=manifest,
                         out=opts.out, files=written, all_columns=frame)
+
+
+def fetched_over(fetched: Fetched, run: Run) -> dict:
+    """The manifest's account of how the clients were fetched: over how many runs and days,
+    in how many parts, with how many requests in all (``requests`` is this run's)."""
+    resumed = fetched.resumed
+    if resumed is None:
+        return {"fetched_runs": 1, "fetched_days": 1, "fetched_parts": None,
+                "requests_total": int(run.requests), "fetch_started": None, "caught_up": None}
+    from .resume import day_of
+
+    days = (day_of(run.clock.time()) - day_of(resumed.started)).days + 1
+    return {"fetched_runs": resumed.runs, "fetched_days": days, "fetched_parts": resumed.parts,
+            "requests_total": int(resumed.requests_before + run.requests),
+            "fetch_started": iso_utc(resumed.started), "caught_up": resumed.caught_up}
 
 
 def schema_warnings(frame: pd.DataFrame) -> list[dict]:

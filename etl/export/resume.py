@@ -1,0 +1,395 @@
+"""A full export that spans runs and days: parts that do not shift, pages kept as they arrive.
+
+Why: a full export needs ⌈N/100⌉ requests, and the API allows 500 a day. A run stopped by
+the budget (exit 75), a kill or Ctrl-C must not throw away the pages it fetched, and the
+result must still equal the account as it is at the end, although clients are created,
+edited and deleted between runs (``page=k`` is an offset: it shifts).
+
+How it stays exact
+------------------
+* **Parts that do not shift.** The account is split into ranges of creation days
+  (``dateCreatedStart``/``dateCreatedEnd``, whole UTC days), planned from the newest snapshot
+  so that each part fits a day's budget; without a snapshot (or without a daily limit) the
+  whole account is one part. The last part has no end: it holds every later creation.
+  Only deletions (and, in the open part, creations) change a closed range's members.
+* **Every page is kept as it arrives** (SQLite, 0600, in the account's state dir, keyed by
+  the export's options), so a stop loses at most the page in flight.
+* **A part cut short resumes at its next page, after one check.** The run first fetches
+  again the last page it kept (page k−1). If the first client of that page is one it had
+  and unchanged since (same LastUpdateDate), every unchanged client before it was fetched
+  already (an unchanged client keeps its place relative to another unchanged one), so paging
+  on from page k misses nobody; else it steps back a page until that holds (page 1 always
+  does). Clients that changed are what the catch-up is for.
+* **The catch-up** (only when the export took more than one run): clients updated since the
+  day before the first part was fetched (``dateUpdatedStart``), clients created since the
+  day before the open part was fetched (``dateCreatedStart``; skipped when that part was
+  fetched whole in this run) and the deleted clients (``deletedOnly``): the newest record of
+  each client wins, deleted ones are dropped — what ``--incremental`` does with a snapshot.
+* The final files are written once, when the last part is in; then the progress is removed.
+  Progress older than ``MAX_AGE_DAYS`` is dropped (IntakeQ forgets deleted clients after 10
+  days: the catch-up could no longer see them).
+
+What it costs
+-------------
+⌈n/100⌉ per part (one more when n is a multiple of 100), one check page per part resumed
+across runs, and 2–3 catch-up requests (plus a page per 100 changed clients) at the end:
+at most ⌈N/100⌉ + 3 × runs + 3 with parts sized to a day's budget.
+
+    <account_dir>/export-progress.sqlite
+      jobs(key, started, runs, requests, parts JSON)
+      pages(seq, key, part, page, fetched_at, records JSON)   a page fetched again is added
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable
+
+from ..api.client import PAGE_SIZE
+from ..files import create_private_file, ensure_private_dir
+
+FILENAME = "export-progress.sqlite"
+DAY = 86_400.0
+MAX_AGE_DAYS = 9
+MIN_PART_PAGES = 20          # parts are never planned smaller (each costs up to one extra page)
+PART_SLACK = 10              # pages of a day's budget left for the catch-up and checks
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY,
+    started REAL NOT NULL,
+    runs INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    parts TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    page INTEGER NOT NULL,
+    fetched_at REAL NOT NULL,
+    records TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class Part:
+    """Clients created on days ``lo``..``hi`` (inclusive, UTC; None: unbounded)."""
+
+    lo: str | None
+    hi: str | None
+    pages: int = 0                  # pages kept, 1..pages
+    done: bool = False
+    first_fetch: float | None = None
+    done_run: int | None = None     # the run that fetched its last page
+    first_run: int | None = None    # the run that fetched its first page
+
+    def query(self) -> dict:
+        return {"date_created_start": self.lo, "date_created_end": self.hi}
+
+
+@dataclass
+class Job:
+    key: str
+    started: float
+    runs: int
+    requests: int
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return all(p.done for p in self.parts)
+
+
+def job_key(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class ProgressStore:
+    """The pages of unfinished full exports of one account."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        ensure_private_dir(self.path.parent)
+        create_private_file(self.path)
+        self._conn = sqlite3.connect(self.path, timeout=30.0)
+        self._conn.executescript(_SCHEMA)
+        self._conn.commit()
+
+    @classmethod
+    def for_settings(cls, settings) -> "ProgressStore":
+        return cls(Path(settings.account_dir) / FILENAME)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def load(self, key: str) -> Job | None:
+        row = self._conn.execute("SELECT started, runs, requests, parts FROM jobs WHERE key = ?",
+                                 (key,)).fetchone()
+        if row is None:
+            return None
+        parts = [Part(**p) for p in json.loads(row[3])]
+        return Job(key, float(row[0]), int(row[1]), int(row[2]), parts)
+
+    def save_job(self, job: Job) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO jobs (key, started, runs, requests, parts) VALUES (?, ?, ?, ?, ?)",
+            (job.key, job.started, job.runs, job.requests,
+             json.dumps([p.__dict__ for p in job.parts])))
+        self._conn.commit()
+
+    def save_page(self, job: Job, part: int, page: int, records: list[dict], now: float) -> None:
+        """One page and the job's new state, in one transaction (a kill keeps both or neither).
+        A page fetched again is added, never replaces the earlier copy: after a shift the two
+        hold different clients."""
+        self._conn.execute(
+            "INSERT INTO pages (key, part, page, fetched_at, records) VALUES (?, ?, ?, ?, ?)",
+            (job.key, part, page, now, json.dumps(records, ensure_ascii=False, default=str)))
+        self.save_job(job)
+
+    def records(self, key: str) -> Iterable[tuple[float, dict]]:
+        """Every kept record with its fetch time, oldest first."""
+        cur = self._conn.execute("SELECT fetched_at, records FROM pages WHERE key = ? "
+                                 "ORDER BY seq", (key,))
+        for fetched_at, records in cur:
+            for record in json.loads(records):
+                yield float(fetched_at), record
+
+    def part_ids(self, key: str, part: int) -> dict[int, object]:
+        """ClientId → LastUpdateDate of the records kept for one part."""
+        out = {}
+        for (records,) in self._conn.execute(
+                "SELECT records FROM pages WHERE key = ? AND part = ? ORDER BY seq", (key, part)):
+            for record in json.loads(records):
+                cid = _client_id(record)
+                if cid is not None:
+                    out[cid] = record.get("LastUpdateDate")
+        return out
+
+    def drop(self, key: str) -> None:
+        self._conn.execute("DELETE FROM pages WHERE key = ?", (key,))
+        self._conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
+        self._conn.commit()
+
+
+# -- planning ------------------------------------------------------------------------------
+
+def plan_parts(created_days: list[str], part_clients: int | None) -> list[Part]:
+    """Ranges of creation days holding about ``part_clients`` clients each (by the days of
+    the newest snapshot's clients); one unbounded part without a size or a snapshot."""
+    if not part_clients or not created_days:
+        return [Part(None, None)]
+    counts: dict[str, int] = {}
+    for day in created_days:
+        counts[day] = counts.get(day, 0) + 1
+    parts: list[Part] = []
+    lo: str | None = None
+    size = 0
+    for day in sorted(counts):
+        if size and size + counts[day] > part_clients:
+            hi = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+            parts.append(Part(lo, hi))
+            lo, size = day, 0
+        size += counts[day]
+    parts.append(Part(lo, None))          # the open part: every later creation too
+    return parts
+
+
+def part_size(max_per_day: int | None) -> int | None:
+    """Clients a part is planned to hold: what a day's budget fetches, less some slack."""
+    if not max_per_day:
+        return None
+    return max(MIN_PART_PAGES, int(max_per_day) - PART_SLACK) * PAGE_SIZE - 1
+
+
+def day_of(epoch: float) -> date:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).date()
+
+
+def _client_id(record: dict) -> int | None:
+    try:
+        return int(record.get("ClientId", record.get("ClientNumber")))
+    except (TypeError, ValueError):
+        return None
+
+
+# -- the job -------------------------------------------------------------------------------
+
+@dataclass
+class Resumed:
+    """What the job hands the export: the records, and how they were fetched."""
+
+    records: list[dict]
+    deleted_records: list[dict] | None
+    runs: int
+    requests_before: int            # sent by the earlier runs of this export
+    started: float
+    parts: int
+    caught_up: dict | None
+
+
+class FullExportJob:
+    """Fetch the whole account part by part, keeping every page; see the module doc."""
+
+    def __init__(self, run, store: ProgressStore, key: str):
+        self.run = run
+        self.store = store
+        self.key = key
+        self.job: Job | None = None
+        self.requests_before = 0
+        self.store_closed = False
+
+    def open(self, created_days: list[str]) -> Job:
+        """The unfinished job of these options, or a new one; counts this run."""
+        now = self.run.clock.time()
+        job = self.store.load(self.key)
+        if job is not None and now - job.started > MAX_AGE_DAYS * DAY:
+            self.run.say(f"the unfinished full export is more than {MAX_AGE_DAYS} days old "
+                         "(deleted clients may have expired from the API): starting again")
+            self.store.drop(self.key)
+            job = None
+        if job is None:
+            job = Job(self.key, now, 0, 0, plan_parts(created_days,
+                                                      part_size(self.run.settings.max_per_day)))
+        else:
+            kept = sum(p.pages for p in job.parts)
+            left = sum(1 for p in job.parts if not p.done)
+            self.run.say(f"continuing the full export started {_ago(now - job.started)}: "
+                         f"{kept} page(s) kept, {left} of {len(job.parts)} part(s) to fetch")
+        job.runs += 1
+        self.requests_before = job.requests
+        self.job = job
+        self.store.save_job(job)
+        return job
+
+    def _count(self) -> None:
+        self.job.requests = self.requests_before + self.run.requests
+
+    def fetch(self, include_deleted: bool, expected: int | None) -> Resumed:
+        job = self.job
+        for index, part in enumerate(job.parts):
+            if not part.done:
+                self._fetch_part(index, part, expected if len(job.parts) == 1 else None)
+        caught_up = None
+        deleted_records = None
+        if job.runs > 1:
+            caught_up, changed, deleted_records = self._catch_up()
+        else:
+            changed = []
+        if include_deleted and deleted_records is None:
+            deleted_records = self.run.fetch_deleted()
+        self._count()
+        self.store.save_job(job)
+        return Resumed(records=self._merge(changed, deleted_records if job.runs > 1 else None),
+                       deleted_records=deleted_records, runs=job.runs,
+                       requests_before=self.requests_before, started=job.started,
+                       parts=len(job.parts), caught_up=caught_up)
+
+    def _fetch_part(self, index: int, part: Part, expected: int | None) -> None:
+        run, job = self.run, self.job
+        page = part.pages + 1
+        if part.pages and part.first_run != job.runs:
+            page = self._check_resume(index, part)
+        desc = "clients" if len(job.parts) == 1 else f"clients, part {index + 1} of {len(job.parts)}"
+        for records in run.pages(desc, expected, include_profile=True, first_page=page,
+                                 **part.query()):
+            now = run.clock.time()
+            if part.first_fetch is None:
+                part.first_fetch, part.first_run = now, job.runs
+            part.pages = max(part.pages, page)
+            if len(records) < PAGE_SIZE:
+                part.done, part.done_run = True, job.runs
+            self._count()
+            self.store.save_page(job, index, page, records, now)
+            page += 1
+
+    def _check_resume(self, index: int, part: Part) -> int:
+        """Fetch kept pages again, from the last one back, until the first client of one
+        is a kept and unchanged client: paging on after it then misses nobody. Returns the
+        page to continue at."""
+        known = self.store.part_ids(self.key, index)
+        page = part.pages
+        while page >= 1:
+            records = self.run.one_page(page, include_profile=True, **part.query())
+            now = self.run.clock.time()
+            self._count()
+            self.store.save_page(self.job, index, page, records, now)
+            if not records:         # the part shrank below this page: go back
+                page -= 1
+                continue
+            first = records[0]
+            cid = _client_id(first)
+            if cid in known and known[cid] == first.get("LastUpdateDate"):
+                if len(records) < PAGE_SIZE:
+                    part.done, part.done_run = True, self.job.runs
+                    part.pages = page
+                    self.store.save_job(self.job)
+                return page + 1
+            page -= 1
+        return 1
+
+    def _catch_up(self) -> tuple[dict, list[dict], list[dict]]:
+        """What changed since each part was fetched: updated, created, deleted."""
+        job = self.job
+        fetched = [p.first_fetch for p in job.parts if p.first_fetch is not None]
+        updated_since = day_of(min(fetched) - DAY)
+        queries = [("updated clients", {"date_updated_start": updated_since})]
+        open_part = job.parts[-1]
+        created_since = None
+        if not (open_part.first_run == job.runs and open_part.done_run == job.runs):
+            created_since = day_of((open_part.first_fetch or job.started) - DAY)
+            queries.append(("created clients", {"date_created_start": created_since}))
+        changed: list[dict] = []
+        for desc, query in queries:
+            changed.extend(self.run.fetch(desc, None, include_profile=True, **query))
+        deleted = self.run.fetch_deleted()
+        info = {"updated_since": updated_since.isoformat(),
+                "created_since": created_since.isoformat() if created_since else None,
+                "changed": len({_client_id(r) for r in changed}), "deleted": len(deleted)}
+        self.run.say(f"caught up: {info['changed']} client(s) updated or created and "
+                     f"{info['deleted']} deleted since the parts were fetched")
+        return info, changed, deleted
+
+    def _merge(self, changed: list[dict], deleted: list[dict] | None) -> list[dict]:
+        """The newest record of each client (kept pages, then the catch-up), deleted dropped."""
+        newest: dict[int, dict] = {}
+        unkeyed = []
+        for _, record in self.store.records(self.key):
+            cid = _client_id(record)
+            if cid is None:
+                unkeyed.append(record)
+            else:
+                newest[cid] = record
+        for record in changed:
+            cid = _client_id(record)
+            if cid is not None:
+                newest[cid] = record
+        gone = {_client_id(r) for r in deleted or []}
+        return [r for cid, r in newest.items() if cid not in gone] + unkeyed
+
+    def finished(self) -> None:
+        """The files are written: the progress is no longer needed."""
+        self.store.drop(self.key)
+        self.close()
+
+    def close(self) -> None:
+        """Stopped before the files were written: the progress stays for the next run."""
+        if not self.store_closed:
+            self.store.close()
+            self.store_closed = True
+
+    def kept_pages(self) -> int:
+        return sum(p.pages for p in self.job.parts) if self.job else 0
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 2 * DAY:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / DAY:.1f} days ago"
