@@ -718,8 +718,7 @@ def test_parts_are_ranges_of_creation_days_sized_to_a_days_budget():
 
 def test_parts_planned_from_the_snapshot_fetch_the_account_exactly(sandbox, settings, tmp_path,
                                                                    monkeypatch):
-    from etl.export import export_clients
-    from etl.export import resume
+    from etl.export import export_clients, resume
 
     sandbox.reset(n_clients=450)
     first = export_clients(settings)                          # the snapshot to plan from

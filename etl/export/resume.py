@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
 from ..api.client import PAGE_SIZE
-from ..files import create_private_file, ensure_private_dir
+from ..state.sqlite import open_private_db
 
 FILENAME = "export-progress.sqlite"
 DAY = 86_400.0
@@ -115,11 +114,7 @@ class ProgressStore:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        ensure_private_dir(self.path.parent)
-        create_private_file(self.path)
-        self._conn = sqlite3.connect(self.path, timeout=30.0)
-        self._conn.executescript(_SCHEMA)
-        self._conn.commit()
+        self._conn = open_private_db(self.path, wal=False, schema=_SCHEMA)   # one run writes it at a time
 
     @classmethod
     def for_settings(cls, settings) -> "ProgressStore":
