@@ -22,9 +22,12 @@ writes its traceback to a log file in the state dir and prints one line naming i
     │   ├── RequestRejected      a 4xx answer: final, carries the API's message
     │   └── TransientApiError    5xx, timeout or lost connection on a write: effect uncertain
     ├── BudgetExhausted (75)     daily budget used up (ours or the server's); says when it frees
+    │   ├── BudgetReserved       what is left is reserved by another running run (it names it)
     │   └── ExportIncomplete     it ran out while an export fetched diagnoses: what was
     │                            written is declared (``result``); the same command continues
     ├── SnapshotNotFound         no snapshot of that export id in the account's state dir
+    ├── Busy (75)                another run holds what this one needs (an import of the
+    │                            same file): nothing was sent
     ├── CheckpointMismatch       the input file or options changed since a checkpoint that sent
     ├── StorageError (1 or 4)    the disk or a folder failed under a run (full, read-only,
     │                            SQLite could not write); 4 once writes were sent
@@ -164,6 +167,23 @@ class ExportIncomplete(BudgetExhausted):
 
 class SnapshotNotFound(EtlError):
     """No snapshot of that export id in this account's state dir."""
+
+
+class BudgetReserved(BudgetExhausted):
+    """(Exit 75.) What is left of today's budget is reserved by other running runs of the
+    account (``holders``: their ``etl.api.ledger.Holder``); this run sent nothing."""
+
+    def __init__(self, message: str, *, holders=(), used: int | None = None,
+                 limit: int | None = None, frees_at: float | None = None):
+        super().__init__(message, used=used, limit=limit, frees_at=frees_at)
+        self.holders = list(holders)
+
+
+class Busy(EtlError):
+    """(Exit 75.) Another run holds what this one needs (an import of the same file, by
+    its checkpoint's lock), and this one was told not to wait: nothing was sent."""
+
+    exit_code = EXIT_BUDGET
 
 
 class CheckpointMismatch(EtlError):

@@ -13,14 +13,14 @@ import re
 import threading
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Iterator
+from typing import Callable, Iterator
 
 import requests
 
 from ..clock import SystemClock
 from ..config import Settings
-from ..errors import ApiError, ConfigError, WrongShapeError
-from .ledger import Ledger
+from ..errors import ApiError, BudgetExhausted, ConfigError, WrongShapeError
+from .ledger import Ledger, Reservation, Waiting
 from .retry import RetryPolicy
 from .session import ApiSession
 
@@ -35,15 +35,22 @@ class IntakeQClient:
 
     Refuses bad settings (a plain-http remote URL, no key) before anything is sent.
     ``requests_sent`` counts every attempt this object sent, retries included.
+
+    ``wait_for_others``: when another run of the account holds the budget a run needs,
+    :meth:`hold_budget` waits for it (True) or raises ``BudgetReserved`` (False, exit 75);
+    ``on_wait`` hears each look while waiting (a terminal's countdown).
     """
 
     def __init__(self, settings: Settings, *, clock=None,
-                 session: requests.Session | None = None, rng: random.Random | None = None):
+                 session: requests.Session | None = None, rng: random.Random | None = None,
+                 wait_for_others: bool = True, on_wait: Callable[[Waiting], None] | None = None):
         settings.check()
         settings.require_key()
         self.settings = settings
         self.clock = clock or SystemClock()
         self.ledger = Ledger.for_settings(settings, clock=self.clock)
+        self.wait_for_others = wait_for_others
+        self.on_wait = on_wait
         self.requests_sent = 0
         self.writes_sent = 0          # POST/DELETE attempts: after one, a stop leaves work half done
         self._session = ApiSession(settings, session)
@@ -135,6 +142,12 @@ class IntakeQClient:
         in the free slots of the current window)."""
         return self.ledger.estimate_seconds(n_requests)
 
+    def hold_budget(self, amount: int | None, *, what: str, keeps_progress: bool = True) -> Reservation:
+        """Reserve ``amount`` requests (None: the rest of today's budget) before a run's
+        first request; a context manager that releases them. See :meth:`Ledger.hold`."""
+        return self.ledger.hold(amount, what=what, keeps_progress=keeps_progress,
+                                wait=self.wait_for_others, on_wait=self.on_wait)
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _get_list(self, path: str, params: dict | None = None) -> list[dict]:
@@ -164,7 +177,12 @@ class IntakeQClient:
         def attempt() -> requests.Response:
             return self._send_counted(method, path, params, json_body)
 
-        response = self._retry.run(method, path, attempt)
+        try:
+            response = self._retry.run(method, path, attempt)
+        except BudgetExhausted as exc:
+            if getattr(exc, "server_says", False) and exc.frees_at is not None:
+                self.ledger.record_server_exhausted(exc.frees_at)
+            raise
         return self._session.decode(response, method, path, body_required=body_required)
 
     def _send_counted(self, method, path, params, json_body) -> requests.Response:

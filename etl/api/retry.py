@@ -4,7 +4,8 @@
   says (seconds or an HTTP date); without it, back off exponentially with jitter (5 s
   doubling, capped at 120 s). A wait beyond ``MAX_WAIT`` (alone or in total) means the
   server's quota for the day is gone: raise ``BudgetExhausted`` instead of sleeping for
-  hours.
+  hours (with ``server_says`` set when Retry-After named the moment: the client records
+  it in the ledger, so that no run asks again before then).
 * **GET** is also retried on connection errors, timeouts and 5xx, a few times with a
   short jittered backoff; then a connection failure is ``ApiUnreachable`` naming the URL,
   and a 5xx is returned for the session to turn into ``TransientApiError``.
@@ -127,9 +128,11 @@ def server_quota_exhausted(wait: float | None, now: float) -> BudgetExhausted:
             "the server keeps answering 429 (too many requests) after backing off for "
             f"{MAX_WAIT:.0f} s: its request quota for this account is used up; try again later")
     frees_at = now + wait
-    return BudgetExhausted(
+    exc = BudgetExhausted(
         f"the server reports the request quota used up (429, retry after {wait:.0f} s); "
         f"the next request frees up at {format_epoch(frees_at)}", frees_at=frees_at)
+    exc.server_says = True      # the client records it in the ledger: no re-run asks again
+    return exc
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")

@@ -7,7 +7,7 @@ import click
 
 from ..errors import EXIT_OK, EtlError, ExportIncomplete
 from ..export.hooks import ExportHooks
-from . import options
+from . import options, ui
 from .output import exit_status_and_error, print_json_line
 from .ui import pages_bar, progress_default
 
@@ -81,18 +81,22 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
 @options.timezone(default="UTC", help="The practice's timezone, for dates of birth (IANA name).")
 @options.no_formula_guard(help="Do not prefix formula-like cells (starting with =, +, -, @, tab, CR or ') "
                                "with ' in CSV/XLSX.")
+@click.option("--no-wait-for-others", is_flag=True,
+              help="When another run of the account holds the budget this export needs, exit 75 at "
+                   "once having sent nothing (default: wait for it, with a note).")
 @options.quiet(help="No progress bar and no messages or notes (errors only).")
 @options.as_json(help="Print one machine-readable summary line on stdout.")
 @click.pass_context
 def export(ctx, out, fmt, incremental, full_refresh, include_deleted, include_diagnoses,
            columns, search, created_since, updated_since, custom, external_id, timezone,
-           no_formula_guard, quiet, as_json):
+           no_formula_guard, no_wait_for_others, quiet, as_json):
     """Export all clients to CSV, Parquet or XLSX (full or incremental).
 
     Writes DIR/clients.<ext> and DIR/manifest.json (last) atomically and owner-only,
     and keeps a snapshot in the state dir for the next --incremental run and for
     the import. Exit 0 done; 1 error; 75 the daily budget ran out (nothing partial
-    written; run again when the message says).
+    written; run again when the message says; or, with --no-wait-for-others, another
+    run of the account holds the budget: nothing was sent).
     """
     from ..export import ExportOptions, export_clients
 
@@ -103,7 +107,8 @@ def export(ctx, out, fmt, incremental, full_refresh, include_deleted, include_di
         logging.getLogger("etl").setLevel(logging.WARNING)
 
     try:
-        client = app.client()
+        client = app.client(wait_for_others=not no_wait_for_others,
+                            on_wait=ui.wait_countdown(quiet=quiet))
         hooks = _CliHooks(client, quiet=quiet)
         options = ExportOptions(
             out=out, format=fmt, incremental=incremental, full_refresh=full_refresh,

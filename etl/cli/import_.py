@@ -1,6 +1,7 @@
 """``intakeq-etl import FILE``: diff against the live account, show the plan, apply only what changed."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import sys
@@ -38,6 +39,9 @@ from .output import exit_status_and_error, print_json_line
               help="On a conflict (same field changed in the file and in IntakeQ), take the file's value.")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows; write invalid ones to a rejects file.")
 @click.option("--wait", is_flag=True, help="When the daily budget runs out, sleep until it frees and go on.")
+@click.option("--no-wait-for-others", is_flag=True,
+              help="When another run of the account holds the budget, or another import of this file is "
+                   "running, exit 75 at once having sent nothing (default: wait for it).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (only asked on a terminal).")
 @click.option("--restart", is_flag=True, help="Discard the checkpoint and start over.")
 @options.timezone(help="The practice's timezone, for dates of birth  [default: the export's, else UTC]")
@@ -50,8 +54,8 @@ from .output import exit_status_and_error, print_json_line
 @options.as_json(help="Print one machine-readable summary line on stdout (messages stay on stderr).")
 @click.pass_context
 def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, tags, blank, prefer,
-            skip_invalid, wait, yes, restart, timezone, fmt, encoding, date_format, sheet, no_formula_guard,
-            quiet, as_json):
+            skip_invalid, wait, no_wait_for_others, yes, restart, timezone, fmt, encoding, date_format, sheet,
+            no_formula_guard, quiet, as_json):
     """Import FILE (CSV, Parquet or XLSX) into IntakeQ.
 
     The file is read and validated first (nothing is sent if it is invalid), compared
@@ -66,7 +70,8 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     Exit codes: 0 all rows succeeded or unchanged; 1 an error, and nothing was
     written; 4 finished with failed, conflict or pending rows, or an error stopped
     the run after its first write (the results file says where: run the same command
-    again); 75 the daily budget ran out (run again later, or use --wait); 130
+    again); 75 the daily budget ran out (run again later, or use --wait), or, with
+    --no-wait-for-others, another run holds it or another import of FILE is running; 130
     interrupted (the first Ctrl-C stops within a second, even during a wait, after the
     request in flight; the results file is written).
     """
@@ -82,7 +87,7 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     run = None
     try:
         run = _run(ctx, file, opts, paths, dry_run=dry_run, restart=restart, wait=wait,
-                   quiet=quiet, ask=sys.stdin.isatty() and not yes)
+                   quiet=quiet, ask=sys.stdin.isatty() and not yes, wait_for_others=not no_wait_for_others)
         # Results written elsewhere (a full disk beside the input): a script would miss them.
         code = _report_run(run, paths, dry_run, moved=paths.results != asked_results)
     except (EtlError, KeyboardInterrupt) as exc:   # a scheduler's log gets its line either way
@@ -94,39 +99,47 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     ctx.exit(code)
 
 
-def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bool, quiet: bool, ask: bool):
+def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bool, quiet: bool, ask: bool,
+         wait_for_others: bool = True):
     """The import itself, with Ctrl-C turned into a stop request on the client's clock, and
-    a failing disk or database turned into one line (exit 1 before any write, else 4)."""
+    a failing disk or database turned into one line (exit 1 before any write, else 4).
+
+    The checkpoint's lock is held from before the checkpoint is opened until it is closed:
+    a second import of the same file waits for this one (or refuses), never writes beside it."""
     from .. import importer as I
+    from ..importer.lock import checkpoint_lock
 
     app = ctx.obj
     settings = app.settings()
     settings.require_key()
     cp = None
-    try:
-        cp = I.open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart=restart, dry_run=dry_run,
-                               note=ui.note)
-        client = app.client()
-        hooks = _cli_hooks(paths, settings, quiet=quiet, ask=ask)
-        with _stop_on_sigint(client.clock):
-            run = I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
-                               wait=wait, hooks=hooks)
-    except (OSError, sqlite3.Error) as exc:
-        stop = _storage_stop(exc, app)
-        if stop is not None:
-            raise stop from None
-        if _wrote(cp):
-            ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
-        raise
-    except EtlError:       # an error after the first write is StoppedAfterWrites (exit 4) already
-        raise
-    except Exception:
-        if _wrote(cp):
-            ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
-        raise
-    finally:
-        if cp is not None:
-            cp.close()
+    with contextlib.ExitStack() as held:
+        try:
+            client = app.client(wait_for_others=wait_for_others,
+                                on_wait=ui.wait_countdown(quiet=quiet))
+            held.enter_context(checkpoint_lock(paths.checkpoint, clock=client.clock, wait=wait_for_others))
+            cp = I.open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart=restart,
+                                   dry_run=dry_run, note=ui.note)
+            hooks = _cli_hooks(paths, settings, quiet=quiet, ask=ask)
+            with _stop_on_sigint(client.clock):
+                run = I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
+                                   wait=wait, hooks=hooks)
+        except (OSError, sqlite3.Error) as exc:
+            stop = _storage_stop(exc, app)
+            if stop is not None:
+                raise stop from None
+            if _wrote(cp):
+                ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
+            raise
+        except EtlError:       # an error after the first write is StoppedAfterWrites (exit 4) already
+            raise
+        except Exception:
+            if _wrote(cp):
+                ctx.meta[AFTER_WRITES] = True       # a bug: the group logs it, and exits 4, not 1
+            raise
+        finally:
+            if cp is not None:
+                cp.close()
     return run
 
 

@@ -79,3 +79,30 @@ def pages_bar(total: int | None, *, desc: str, unit: str,
         yield PagesBar(bar, estimate)
     finally:
         bar.close()
+
+
+class WaitCountdown:
+    """One line on a terminal counting down while a run waits for other runs of the account
+    (the throttle's time for what they reserved); cleared when the wait is over."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, waiting) -> None:
+        if waiting is None:
+            if self.shown:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
+                self.shown = False
+            return
+        seconds = max(0, int(round(waiting.seconds_left)))
+        others = len(waiting.holders)
+        sys.stderr.write(f"\rwaiting for {others} other run(s): about {seconds // 60}:{seconds % 60:02d} "
+                         "left (Ctrl-C stops)\033[K")
+        sys.stderr.flush()
+        self.shown = True
+
+
+def wait_countdown(*, quiet: bool):
+    """A :class:`WaitCountdown` at a terminal; None when quiet or in a log (the note says it)."""
+    return WaitCountdown() if not quiet and progress_default() else None

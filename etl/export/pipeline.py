@@ -9,6 +9,7 @@ diagnoses, the clients file and the diagnoses that are complete are written and
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,10 +90,47 @@ def export_clients(settings_or_client, options: ExportOptions | None = None, *,
         client = settings_or_client
         clock = clock or getattr(client, "clock", None) or SystemClock()
     try:
-        return _export(Run(client, clock=clock, hooks=hooks), options)
+        with contextlib.ExitStack() as held:        # the budget reservation, released at the end
+            return _export(Run(client, clock=clock, hooks=hooks), options, held)
     finally:
         if own_client:
             client.close()
+
+
+# An export keeps its progress across runs (issue 11, item 1), so one that today's budget
+# cannot finish reserves what is left and uses it rather than stopping before it starts.
+EXPORT_KEEPS_PROGRESS = True
+
+
+def hold_budget(run: Run, store: SnapshotStore, mode, opts: ExportOptions):
+    """Reserve the requests this export expects to send, before the first one: other runs
+    of the account then wait for it instead of spending the day halfway beside it."""
+    hold = getattr(run.client, "hold_budget", None)
+    if hold is None:            # a stand-in client without a ledger
+        return contextlib.nullcontext()
+    return hold(requests_estimate(store, mode, opts), what="export",
+                keeps_progress=EXPORT_KEEPS_PROGRESS)
+
+
+def requests_estimate(store: SnapshotStore, mode, opts: ExportOptions) -> int | None:
+    """Requests this export should need: ≈ 3 for an incremental run, else the pages of the
+    newest snapshot's row count (+ the deleted clients' page); + one per client with
+    diagnoses. None (the rest of the day's budget) when there is nothing to estimate from."""
+    from ..api.client import PAGE_SIZE
+
+    newest = store.newest(complete_only=False)
+    rows = int(newest[1].get("rows", 0) or 0) if newest else None
+    if mode.incremental:
+        estimate = 3
+    elif rows is None:
+        return None
+    else:
+        estimate = rows // PAGE_SIZE + 1 + (1 if opts.include_deleted else 0)
+    if opts.include_diagnoses:
+        if rows is None:
+            return None
+        estimate += rows
+    return estimate
 
 
 def budget_message(exc: BudgetExhausted, what_now: str) -> str:
@@ -121,12 +159,13 @@ class Collected:
         return DIAGNOSES_INCOMPLETE if self.budget_ran_out else COMPLETE
 
 
-def _export(run: Run, opts: ExportOptions) -> ExportResult:
+def _export(run: Run, opts: ExportOptions, held: contextlib.ExitStack) -> ExportResult:
     started = run.clock.time()
     store = SnapshotStore(run.settings)
     check_columns(opts.columns, snapshot_custom_ids(store))     # before any request
     mode = choose_mode(store, opts, run.settings, now=started)
     run.say(mode.reason)
+    held.enter_context(hold_budget(run, store, mode, opts))      # before the first request
     try:
         fetched = fetch_clients(run, store, mode, opts)
     except BudgetExhausted as exc:

@@ -6,6 +6,7 @@ and validated; a dry run sends reads only.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,14 +283,33 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     """
     hooks = hooks or Hooks()
     try:
-        return _rounds(client, settings, source, opts, paths, checkpoint=checkpoint, dry_run=dry_run,
-                       wait=wait, hooks=hooks)
+        with _hold_budget(client):         # before the first request; released at the end
+            return _rounds(client, settings, source, opts, paths, checkpoint=checkpoint,
+                           dry_run=dry_run, wait=wait, hooks=hooks)
     except (BudgetExhausted, Interrupted):
         raise
     except EtlError as exc:
         if checkpoint is None or not checkpoint.operations_begun:
             raise
         raise stopped_after_writes(exc, paths) from exc
+
+
+def _hold_budget(client):
+    """Reserve budget in the ledger before the first request: waits for (or, told not to,
+    stops before) other runs that hold what is left; stops at once while IntakeQ says the
+    day is gone. The plan is not known yet, so one request is reserved; once it is, the
+    reservation becomes the plan's writes (:func:`_reserve_writes`). An import keeps its
+    progress in its checkpoint, so one that today's budget cannot finish starts anyway."""
+    hold = getattr(client, "hold_budget", None)
+    if hold is None:          # a stand-in client without a ledger
+        return contextlib.nullcontext()
+    return hold(1, what="import", keeps_progress=True)
+
+
+def _reserve_writes(client, writes: int) -> None:
+    ledger = getattr(client, "ledger", None)
+    if ledger is not None and hasattr(ledger, "reserve_more"):
+        ledger.reserve_more(writes)
 
 
 def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
@@ -337,6 +357,8 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     write_plan(paths.plan, prepared.plans)
     paths.wrote(paths.plan)
     est = estimate(prepared, client, settings)
+    if not dry_run:
+        _reserve_writes(client, est["writes"])      # other runs now see the plan's need as used
     hooks.planned(prepared, est)
     todo = prepared.todo
     if dry_run or not todo:

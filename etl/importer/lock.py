@@ -1,0 +1,80 @@
+"""One import of a file at a time: an OS lock beside its checkpoint.
+
+Two imports of the same file (the same checkpoint) running at once would both plan the
+same rows and both send them: every update twice, every new client created twice. So
+an import holds ``fcntl.flock`` on ``<checkpoint>.lock`` (0600, never opened through a
+link) from before it opens the checkpoint until it has closed it. The OS drops the lock
+when the process ends, however it ends, so a killed import never blocks the next one.
+
+The second import waits for the first (a note, then a look every second through the
+clock, so Ctrl-C stops it), or, told not to wait, raises :class:`~etl.errors.Busy`
+(exit 75) having sent nothing. The lock file holds the holder's pid, for the message; it
+is left in place (removing it would let a third run lock a different file).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import Busy
+from ..state.files import open_private
+
+log = logging.getLogger("etl.import")
+
+POLL_SECONDS = 1.0
+
+
+def lock_path(checkpoint: Path | str) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name + ".lock")
+
+
+@contextmanager
+def checkpoint_lock(checkpoint: Path | str, *, clock, wait: bool = True) -> Iterator[Path]:
+    """Hold the lock of ``checkpoint``'s import for the ``with`` block."""
+    path = lock_path(checkpoint)
+    fd = open_private(path)                     # 0600, O_NOFOLLOW
+    try:
+        noted = False
+        while not _try_lock(fd):
+            holder = _holder(fd)
+            if not wait:
+                raise Busy(f"another import of this file is running ({holder}; lock {path}); "
+                           "nothing was sent (--no-wait-for-others); run the same command again "
+                           "when it has finished")
+            if not noted:
+                log.info("another import of this file is running (%s): waiting for it to finish "
+                         "(Ctrl-C stops)", holder)
+                noted = True
+            clock.sleep(POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield path
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else "pid unknown"

@@ -1,0 +1,277 @@
+"""Runs of one account coordinate through the ledger (issue 11, items 2 and 3):
+reservations, the import's checkpoint lock, the server's day-429 remembered."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from etl.api import Ledger
+from etl.api.ledger import _HOST, RESERVATION_TTL
+from etl.clock import FakeClock
+from etl.errors import BudgetExhausted, BudgetReserved, Busy
+
+
+def make_ledger(tmp_path, *, per_day=10, clock=None) -> Ledger:
+    return Ledger(tmp_path / "acct" / "ledger.sqlite", max_per_minute=10**6, max_per_day=per_day,
+                  clock=clock or FakeClock())
+
+
+def send(ledger: Ledger, n: int = 1) -> None:
+    for _ in range(n):
+        ledger.complete(ledger.reserve())
+
+
+def add_reservation(ledger: Ledger, *, pid: int, host: str, amount: int, expires: float) -> None:
+    with ledger._transaction() as conn:
+        conn.execute("INSERT INTO reservations (what, pid, host, amount, spent, created, expires) "
+                     "VALUES ('export', ?, ?, ?, 0, ?, ?)", (pid, host, amount, ledger.clock.time(), expires))
+
+
+# -- the ledger ---------------------------------------------------------------------------
+
+def test_a_reservation_counts_as_used_for_other_runs(tmp_path):
+    clock = FakeClock()
+    first = make_ledger(tmp_path, clock=clock)
+    second = make_ledger(tmp_path, clock=clock)
+    with first.hold(8, what="export"):
+        with pytest.raises(BudgetReserved, match=r"holds 8 request\(s\).*nothing was sent") as caught:
+            second.hold(5, what="export", wait=False)
+        assert caught.value.exit_code == 75
+        assert second.hold(2, what="import", wait=False).amount == 2     # what is left fits
+        send(first, 8)          # the holder spends its own reservation: never refused
+        assert second.usage().reserved == 2
+    assert second.usage().reserved == 2 and first.usage().used_24h == 8
+
+
+def test_a_request_outside_the_reservations_is_refused_before_it_is_sent(tmp_path):
+    clock = FakeClock()
+    holder, other = make_ledger(tmp_path, clock=clock), make_ledger(tmp_path, clock=clock)
+    with holder.hold(None, what="export"):     # the rest of the day
+        with pytest.raises(BudgetReserved, match="reserved by another run"):
+            other.reserve()
+    assert other.usage().used_24h == 0
+
+
+def test_a_waiting_run_goes_on_when_the_holder_releases(tmp_path):
+    clock = FakeClock()
+    first, second = make_ledger(tmp_path, clock=clock), make_ledger(tmp_path, clock=clock)
+    held = first.hold(10, what="export")
+    looks = []
+
+    def on_wait(waiting):
+        looks.append(waiting)
+        if waiting is not None and len(looks) == 2:
+            held.release()
+
+    with second.hold(4, what="import", on_wait=on_wait) as mine:
+        assert mine.amount == 4
+    assert looks[0].first and looks[0].holders[0].unspent == 10 and looks[-1] is None
+    assert len(clock.slept) == 2
+
+
+def test_a_run_that_cannot_keep_progress_stops_before_sending(tmp_path):
+    ledger = make_ledger(tmp_path)
+    send(ledger, 6)
+    with pytest.raises(BudgetExhausted, match=r"cannot finish this export: it needs 5 request\(s\), 4 of "
+                                              r"10 are left, and it cannot keep partial progress"):
+        ledger.hold(5, what="export", keeps_progress=False)
+    with ledger.hold(5, what="export", keeps_progress=True) as kept:
+        assert kept.amount == 4                # it keeps progress: it uses what is left
+    send(ledger, 4)
+    with pytest.raises(BudgetExhausted, match="10 of 10"):
+        ledger.hold(1, what="export")
+
+
+def test_a_dead_process_reservation_is_released(tmp_path):
+    ledger = make_ledger(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    add_reservation(ledger, pid=proc.pid, host=_HOST, amount=10, expires=ledger.clock.time() + 600)
+    with ledger.hold(10, what="export", wait=False) as mine:
+        assert mine.amount == 10
+    assert ledger.usage().reserved == 0
+
+
+def test_another_hosts_reservation_expires_without_requests(tmp_path):
+    clock = FakeClock()
+    ledger = make_ledger(tmp_path, clock=clock)
+    add_reservation(ledger, pid=1, host="elsewhere.example", amount=10, expires=clock.time() + RESERVATION_TTL)
+    with pytest.raises(BudgetReserved, match="pid 1 on elsewhere.example"):
+        ledger.hold(1, what="export", wait=False)
+    clock.advance(RESERVATION_TTL + 1)
+    assert ledger.hold(1, what="export", wait=False).amount == 1
+
+
+def test_the_server_day_is_remembered_by_every_process(tmp_path):
+    clock = FakeClock()
+    ledger, other = make_ledger(tmp_path, clock=clock), make_ledger(tmp_path, clock=clock)
+    send(ledger, 2)
+    ledger.record_server_exhausted(clock.time() + 3600)
+    with pytest.raises(BudgetExhausted, match="IntakeQ answered 429 for the day"):
+        other.reserve()
+    with pytest.raises(BudgetExhausted):
+        other.hold(1, what="import")
+    usage = other.usage()
+    assert (usage.remaining, usage.local_remaining, usage.server_disagrees) == (0, 8, True)
+    assert usage.next_free_at == clock.time() + 3600
+    clock.advance(3601)
+    other.reserve()
+    assert other.usage().server_exhausted_until is None
+
+
+# -- the CLI against the sandbox ----------------------------------------------------------
+
+def _cli(env: dict, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "etl", *map(str, args)], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_exports_at_once_with_a_budget_for_one(sandbox, cli_env, tmp_path, state_dir):
+    sandbox.reset(n_clients=250, seed=1)              # 3 pages
+    env = {**cli_env, "INTAKEQ_MAX_PER_DAY": "3"}
+    runs = [_cli(env, "export", "--out", tmp_path / f"out{i}") for i in (1, 2)]
+    outs = [(p.wait(timeout=120), *p.communicate()) for p in runs]
+    codes = sorted(code for code, _, _ in outs)
+    assert codes == [0, 75], outs
+    assert len(sandbox.requests("GET", "clients")) == 3          # one export's requests
+    loser = next(err for code, _, err in outs if code == 75)
+    # It waited for the first (if it came while that one ran), then found the day used up.
+    assert "error: daily request budget used up (3 of 3 in the last 24 h)" in loser
+    assert "this export sent nothing" in loser
+    written = [d for d in (tmp_path / "out1", tmp_path / "out2") if (d / "manifest.json").exists()]
+    assert len(written) == 1
+
+
+def test_two_exports_in_threads_the_second_waits_for_the_first(sandbox, settings, tmp_path):
+    import threading
+
+    from etl.api import IntakeQClient
+    from etl.export import export_clients
+
+    sandbox.reset(n_clients=250, seed=1)
+    budget = settings.with_(max_per_day=3)
+    start = threading.Barrier(2)
+    waited, outcomes = [], {}
+
+    def run(name):
+        client = IntakeQClient(budget, on_wait=lambda w: waited.append((name, w)))
+        start.wait()
+        try:
+            outcomes[name] = export_clients(client, out=tmp_path / name).requests
+        except BudgetExhausted as exc:
+            outcomes[name] = exc
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    finished = [n for n, o in outcomes.items() if o == 3]
+    stopped = [n for n, o in outcomes.items() if isinstance(o, BudgetExhausted)]
+    assert len(finished) == 1 and len(stopped) == 1, outcomes
+    assert {name for name, _ in waited} == set(stopped)          # the second waited for the first
+    assert waited[0][1].holders[0].what == "export" and waited[-1][1] is None
+    assert len(sandbox.requests("GET", "clients")) == 3
+
+
+def test_a_second_export_told_not_to_wait_sends_nothing(sandbox, run_cli, settings):
+    holder = Ledger.for_settings(settings.with_(max_per_day=50))
+    with holder.hold(None, what="export"):
+        result = run_cli("export", "--out", settings.state_dir.parent / "o", "--no-wait-for-others",
+                         env={"INTAKEQ_MAX_PER_DAY": "50"})
+    assert result.exit_code == 75
+    assert "reserved by another run" in result.output or "holds 50 request(s)" in result.output
+    assert "nothing was sent (--no-wait-for-others)" in result.output
+    assert sandbox.requests() == []
+
+
+def test_the_server_day_429_is_remembered(sandbox, run_cli, tmp_path):
+    env = {"INTAKEQ_MAX_PER_DAY": "500"}
+    sandbox.force_429(1, retry_after=20_000)
+    first = run_cli("export", "--out", tmp_path / "a", env=env)
+    assert first.exit_code == 75 and "retry after 20000 s" in first.output
+    assert len(sandbox.requests()) == 1
+    again = run_cli("export", "--out", tmp_path / "b", env=env)
+    assert again.exit_code == 75 and "IntakeQ answered 429 for the day" in again.output
+    assert len(sandbox.requests()) == 1                  # the re-run sent nothing
+    quota = json.loads(run_cli("quota", "--json", env=env).output)
+    assert quota["remaining"] == 0 and quota["local_remaining"] == 499
+    assert quota["server_says"]["remaining"] == 0
+    assert quota["server_says"]["frees_at"] == pytest.approx(time.time() + 20_000, abs=60)
+    text = run_cli("quota", env=env).output
+    assert "server says" in text and "local count: 499" in text and "(per the server)" in text
+    source = tmp_path / "edit.csv"
+    source.write_text("ClientId,FirstName,LastName\n1,A,B\n", encoding="utf-8")
+    imported = run_cli("import", source, "--yes", "--base", "none", env=env)
+    assert imported.exit_code == 75 and len(sandbox.requests()) == 1
+
+
+def _edited_export(run_cli, tmp_path, n_edits: int):
+    out = tmp_path / "exp"
+    assert run_cli("export", "--out", out, "--quiet").exit_code == 0
+    path = out / "clients.csv"
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header, rows = list(reader.fieldnames), list(reader)
+    for row in rows[:n_edits]:
+        row["FirstName"] = row["FirstName"] + "x"
+    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, [int(r["ClientId"]) for r in rows[:n_edits]]
+
+
+def test_two_imports_of_one_file_at_once_never_write_twice(sandbox, run_cli, cli_env, tmp_path):
+    from etl.sandbox import Faults
+
+    path, edited = _edited_export(run_cli, tmp_path, 5)
+    sandbox.log.clear()
+    sandbox.configure(faults=Faults(write_latency=0.4))     # the first import is still writing
+    runs = [_cli(cli_env, "import", path, "--yes") for _ in range(2)]
+    outs = [(p.wait(timeout=120), *p.communicate()) for p in runs]
+    assert [code for code, _, _ in outs] == [0, 0], outs
+    posts = [e for e in sandbox.requests("POST", "clients")]
+    assert len(posts) == len(edited)                         # each edit saved once
+    assert any("another import of this file is running" in err for _, _, err in outs), outs
+
+
+def test_an_import_refuses_while_another_holds_the_file(sandbox, run_cli, tmp_path):
+    from etl.clock import SystemClock
+    from etl.importer.lock import checkpoint_lock, lock_path
+
+    path, _ = _edited_export(run_cli, tmp_path, 2)
+    sandbox.log.clear()
+    checkpoint = path.with_name("clients.checkpoint.sqlite")
+    with checkpoint_lock(checkpoint, clock=SystemClock()):
+        result = run_cli("import", path, "--yes", "--no-wait-for-others")
+        with pytest.raises(Busy):
+            with checkpoint_lock(checkpoint, clock=SystemClock(), wait=False):
+                pass
+    assert result.exit_code == 75
+    assert "another import of this file is running (pid" in result.output
+    assert sandbox.requests() == []
+    assert oct(lock_path(checkpoint).stat().st_mode & 0o777) == "0o600"
+    assert run_cli("import", path, "--yes", "--quiet").exit_code == 0     # released
+
+
+def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
+    from etl.clock import SystemClock
+    from etl.errors import PathError
+    from etl.importer.lock import checkpoint_lock, lock_path
+
+    checkpoint = tmp_path / "x.checkpoint.sqlite"
+    target = tmp_path / "elsewhere"
+    lock_path(checkpoint).symlink_to(target)
+    with pytest.raises(PathError, match="symbolic link"):
+        with checkpoint_lock(checkpoint, clock=SystemClock()):
+            pass
+    assert not target.exists()
