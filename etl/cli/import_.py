@@ -266,7 +266,7 @@ def _print_plan(prepared, est: dict, paths, settings) -> None:
     counts = prepared.counts()
     order = ["create", "update", "unchanged", "conflict", "failed", "skipped", "created", "updated", "pending"]
     shown = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
-    ui.say(f"live data: {prepared.strategy} ({prepared.reads} read(s))")
+    ui.say(prepared.live_line())
     ui.say(f"plan: {prepared.n_rows} row(s): {shown or 'nothing'}")
     days = est["days"]
     budget = ("no daily budget" if settings.max_per_day == 0

@@ -22,6 +22,9 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
     With a base: per-client look-ups when they cost no more than a full pull, plus one
     query for clients created since the base (to match new rows); else a full pull.
     Without a base: a full pull.
+
+    ``client`` may read through kept reads (``reads.ReadThrough``): then only the look-ups
+    not kept yet count as a cost, and a kept full pull costs nothing.
     """
     need = [e for e in edits if e.needs_live]
     ids = sorted({e.client_id for e in need if e.client_id is not None} | set(extra_ids))
@@ -32,7 +35,10 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
     # not know and replace its whole profile), so a filtered base cannot serve them.
     if base.frame is not None and (base.complete or not has_new):
         full_cost = len(base.frame) // PAGE_SIZE + 1
-        if len(ids) <= full_cost:
+        kept = client.cached_ids() if hasattr(client, "cached_ids") else set()
+        if hasattr(client, "has_listing") and client.has_listing():
+            full_cost = 0                  # a full pull kept by an earlier run
+        if sum(1 for cid in ids if cid not in kept) <= full_cost:
             records = {}
             for cid in ids:
                 found = client.get_client(cid)

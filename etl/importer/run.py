@@ -26,8 +26,9 @@ from .base import Base, find_base
 from .checkpoint import Checkpoint, RowState
 from .live import fetch_live, live_custom_fields
 from .matching import fold
-from .options import ImportOptions, Paths
+from .options import ImportOptions, Paths, plan_identity
 from .outcome import RunOutcome, stopped_after_writes
+from .reads import KeptReads, reads_path
 from .reports import RowResult
 
 
@@ -42,10 +43,17 @@ class Prepared:
     known_by_row: dict[int, set[int]] = field(default_factory=dict)
     n_rows: int = 0
     timezone: str = "UTC"
+    reused: int = 0                   # requests kept reads saved (reads.ReadThrough)
+    reused_from: str | None = None    # whose reads: "the dry run", "earlier runs"
 
     @property
     def todo(self) -> list[D.RowPlan]:
         return [p for p in self.plans if p.writes and p.row not in self.results]
+
+    def live_line(self) -> str:
+        """The plan's ``live data:`` line: how live data was read, and what kept reads saved."""
+        saved = f", {self.reused} reused from {self.reused_from or 'an earlier round'}" if self.reused else ""
+        return f"live data: {self.strategy} ({self.reads} read(s){saved})"
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -113,10 +121,14 @@ def _describe(p) -> str:
 
 def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
             checkpoint: Checkpoint | None, echo: Callable[[str], None] | None = None,
-            show_values: bool = False) -> Prepared:
+            show_values: bool = False, kept_reads: KeptReads | None = None) -> Prepared:
     """Everything up to the plan: reads only (no write is sent). ``echo`` hears its
     one-line messages (how the file was read, the base, warnings); silent by default:
-    the library never prints."""
+    the library never prints.
+
+    With ``kept_reads``, live data is read through the kept reads of earlier runs (refreshed
+    by one ``dateUpdatedStart`` listing), and what is read is kept for the next run.
+    """
     echo = echo or Hooks().say
     source = Path(source)
     table, frame, warnings, rejected = read_and_validate(source, opts, paths)
@@ -152,7 +164,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
     for line in checks.warning_lines(warnings + _without_damage(problems)):
         echo("warning: " + line)
-    live = fetch_live(client, edits, base)
+    reader = kept_reads.reader(client) if kept_reads is not None else client
+    live = fetch_live(reader, edits, base)
     if base.custom_fields is None:   # no base: the account's fields are known from live, before any write
         _refuse_errors(source, checks.custom_field_problems(frame.columns, live_custom_fields(live)), paths,
                        before="nothing was written")
@@ -174,7 +187,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
             settled.setdefault(p.row, RowResult(p.row, p.client_id, "conflict" if p.action == D.CONFLICT
                                                 else p.action, (), p.message))
     return Prepared(source, plans, settled, base, live.strategy, client.requests_sent - reads_before,
-                    known_by_row, n_rows=len(table.frame), timezone=opts.timezone)
+                    known_by_row, n_rows=len(table.frame), timezone=opts.timezone,
+                    reused=getattr(reader, "reused", 0), reused_from=kept_reads.reused_from if kept_reads else None)
 
 
 def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:
@@ -282,16 +296,33 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     the rounds before it), since exit 1 says that nothing was written.
     """
     hooks = hooks or Hooks()
+    kept = open_kept_reads(client, settings, source, opts, paths, dry_run=dry_run, note=hooks.note)
     try:
         with _hold_budget(client):         # before the first request; released at the end
-            return _rounds(client, settings, source, opts, paths, checkpoint=checkpoint,
-                           dry_run=dry_run, wait=wait, hooks=hooks)
+            outcome = _rounds(client, settings, source, opts, paths, checkpoint=checkpoint,
+                              dry_run=dry_run, wait=wait, hooks=hooks, kept=kept)
     except (BudgetExhausted, Interrupted):
         raise
     except EtlError as exc:
         if checkpoint is None or not checkpoint.operations_begun:
             raise
         raise stopped_after_writes(exc, paths) from exc
+    finally:
+        kept.close()
+    if not dry_run and outcome.stopped_by is None and outcome.exit_status() == 0:
+        kept.discard()         # every row done: the reads would only go stale
+    return outcome
+
+
+def open_kept_reads(client, settings, source: Path, opts: ImportOptions, paths: Paths, *, dry_run: bool,
+                    note: Callable[[str], None] = lambda message: None) -> KeptReads:
+    """The reads kept beside the checkpoint for this account and plan identity (see ``reads``)."""
+    kept = KeptReads(reads_path(paths.checkpoint), account=settings.account_id,
+                     identity=plan_identity(source, opts), options=dataclasses.asdict(opts),
+                     dry_run=dry_run, clock=client.clock)
+    if kept.why_not is not None:
+        note(f"the reads kept in {kept.path} are not used ({kept.why_not}); live data is read afresh")
+    return kept
 
 
 def _hold_budget(client):
@@ -313,7 +344,8 @@ def _reserve_writes(client, writes: int) -> None:
 
 
 def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
-            checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks) -> RunOutcome:
+            checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks,
+            kept: KeptReads | None = None) -> RunOutcome:
     """Plan and apply, once, or with ``wait`` again after each budget stop."""
     last: RunOutcome | None = None          # the latest round, stopped by the budget (--wait)
     while True:
@@ -321,7 +353,7 @@ def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
             if last is not None:
                 _sleep_until(client.clock, last.stopped_by.frees_at, hooks)
             prepared = _prepare_when_budget_allows(client, settings, source, opts, paths,
-                                                   checkpoint=checkpoint, wait=wait, hooks=hooks)
+                                                   checkpoint=checkpoint, wait=wait, hooks=hooks, kept=kept)
             outcome = _plan_and_apply(client, settings, prepared, paths, checkpoint=checkpoint,
                                       dry_run=dry_run, ask=last is None, hooks=hooks)
         except Interrupted as stop:
@@ -335,13 +367,17 @@ def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
 
 
 def _prepare_when_budget_allows(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
-                                checkpoint, wait: bool, hooks: Hooks) -> Prepared:
-    """``prepare``; with ``wait``, a budget used up while planning is slept through."""
+                                checkpoint, wait: bool, hooks: Hooks, kept: KeptReads | None = None) -> Prepared:
+    """``prepare``; with ``wait``, a budget used up while planning is slept through (what
+    was read is kept: the next round reads only what is missing)."""
     while True:
         try:
             return prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say,
-                           show_values=hooks.show_values)
+                           show_values=hooks.show_values, kept_reads=kept)
         except BudgetExhausted as exc:
+            if kept is not None and kept.kept_ids():
+                hooks.note(f"{len(kept.kept_ids())} client read(s) kept in {kept.path}: the next "
+                           f"{'round' if wait else 'run'} reads only what is missing, then plans")
             if not wait or exc.frees_at is None:
                 raise
             _sleep_until(client.clock, exc.frees_at, hooks)
