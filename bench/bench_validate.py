@@ -80,7 +80,7 @@ def measure(mode: str, path: str) -> dict:
 
     if mode != "baseline":
         import etl.codec  # noqa: F401
-        import schemas.clients  # noqa: F401
+        import etl.schemas.clients  # noqa: F401
     start_rss = _status_mb("VmRSS")
     if mode == "baseline":
         import pandas as pd
@@ -91,7 +91,7 @@ def measure(mode: str, path: str) -> dict:
         rows, errors = len(df), 0
     else:
         from etl.codec import read_table
-        from schemas.clients import validate_table
+        from etl.schemas.clients import validate_table
 
         t0 = time.perf_counter()
         table = read_table(path)

@@ -33,14 +33,14 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
     table = read_table(path, format=format, encoding=encoding, date_format=date_format,
                        formula_guard=formula_guard, tz=tz, sheet=sheet)
     if _looks_like_diagnoses(table.frame.columns):
-        from schemas.diagnoses import validate_diagnoses
+        from etl.schemas.diagnoses import validate_diagnoses
 
         table = read_table(path, format=format, encoding=encoding, date_format=date_format,
                            formula_guard=formula_guard, tz=tz, kinds=fields.DIAGNOSIS_KINDS, sheet=sheet)
         problems = list(table.problems) + validate_diagnoses(table.frame,
                                                              row_numbers=table.row_numbers)
         return table, problems, "diagnoses"
-    from schemas.clients import validate_table
+    from etl.schemas.clients import validate_table
 
     return table, validate_table(table) + _edit_problems(table, base), "clients"
 

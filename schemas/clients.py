@@ -36,7 +36,8 @@ import pandera.pandas as pa
 
 from etl import fields
 from etl.codec.model import ERROR, WARNING, Problem
-from schemas import failure_cases
+
+from . import failure_cases
 
 SCHEMA_VERSION = "1"
 

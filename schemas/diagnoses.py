@@ -11,7 +11,8 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from etl.codec.model import ERROR, Problem
-from schemas import failure_cases
+
+from . import failure_cases
 
 
 class DiagnosesSchema(pa.DataFrameModel):

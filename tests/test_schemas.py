@@ -6,8 +6,8 @@ from pandera.errors import SchemaErrors
 
 from etl import fields
 from etl.codec import clients_to_frame, diagnoses_to_frame
-from schemas.clients import CHECKS, ClientsSchema, validate_clients
-from schemas.diagnoses import DiagnosesSchema, validate_diagnoses
+from etl.schemas.clients import CHECKS, ClientsSchema, validate_clients
+from etl.schemas.diagnoses import DiagnosesSchema, validate_diagnoses
 
 
 def client(**kw):
@@ -144,7 +144,7 @@ def test_diagnoses_schema():
 def test_unreadable_client_id_is_not_reported_as_a_new_client(tmp_path):
     """A ClientId cell Excel turned into #VALUE! is one error, not also 'a new client needs names'."""
     from etl.codec import read_table
-    from schemas.clients import validate_table
+    from etl.schemas.clients import validate_table
 
     path = tmp_path / "c.csv"
     path.write_text("ClientId,FirstName,LastName\n#VALUE!,Ana,\n,Bo,\n", encoding="utf-8")
@@ -158,7 +158,7 @@ def test_the_schema_version_is_defined_once_and_reading_manifests_needs_no_pande
     import sys
 
     from etl.export.manifest import schema_version
-    from schemas.clients import SCHEMA_VERSION
+    from etl.schemas.clients import SCHEMA_VERSION
 
     assert schema_version() == SCHEMA_VERSION == "1"
     loaded = subprocess.run([sys.executable, "-c", "import sys, etl.export.manifest; print('pandera' in sys.modules)"],

@@ -59,7 +59,7 @@ def schema_version() -> str:
     """``schemas.clients.SCHEMA_VERSION``: the manifest records it, and an incremental export
     from a snapshot of another version runs full. Imported when asked (it loads pandera,
     which reading or verifying a manifest does not need)."""
-    from schemas.clients import SCHEMA_VERSION
+    from etl.schemas.clients import SCHEMA_VERSION
 
     return SCHEMA_VERSION
 

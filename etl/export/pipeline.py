@@ -292,7 +292,7 @@ def fetched_over(fetched: Fetched, run: Run) -> dict:
 
 def schema_warnings(frame: pd.DataFrame) -> list[dict]:
     """Schema problems of the API's data, by ClientId and check, without values."""
-    from schemas.clients import validate_clients
+    from etl.schemas.clients import validate_clients
 
     problems = validate_clients(frame)
     ids = frame["ClientId"] if "ClientId" in frame.columns else None

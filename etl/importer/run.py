@@ -70,7 +70,7 @@ class Prepared:
 
 def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
     """Read the file through the codec and validate it. Raises ValidationFailed (nothing sent)."""
-    from schemas.clients import validate_table
+    from etl.schemas.clients import validate_table
 
     from ..codec import read_table
 
