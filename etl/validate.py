@@ -42,7 +42,10 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
         return table, problems, "diagnoses"
     from etl.schemas.clients import validate_table
 
-    return table, validate_table(table) + _edit_problems(table, base), "clients"
+    from .importer import checks
+
+    edit_problems = _edit_problems(table, base)
+    return table, checks.drop_explained(validate_table(table), edit_problems) + edit_problems, "clients"
 
 
 def _edit_problems(table, base) -> list[Problem]:

@@ -555,3 +555,19 @@ os.kill(os.getpid(), signal.SIGKILL)
 
     with Checkpoint(path, "identity-1") as cp:         # resumes: no "is not a checkpoint"
         assert set(cp.all()) == {2}
+
+
+def test_a_stripped_postal_code_zero_is_said_once_as_damage(run_cli, tmp_path):
+    export = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(export)
+    for r in rows:
+        r["PostalCode"] = r["PostalCode"].lstrip("0")
+    write_rows(export, header, rows)
+
+    checked = run_cli("validate", export)
+    planned = import_(run_cli, export, "--dry-run")
+
+    assert checked.exit_code == 0 and planned.exit_code == 0, planned.output
+    for output in (checked.output, planned.output):
+        assert "postal_code_lost_zero" not in output
+        assert "reformatted by a spreadsheet" in output

@@ -111,6 +111,17 @@ def _cells_to_send(items):
             yield from ((item.row, col, value) for col, value in item.values.items())
 
 
+# Schema warnings that a recognised spreadsheet damage of the same cell already explains.
+EXPLAINED_BY_DAMAGE = frozenset({"postal_code_lost_zero"})
+
+
+def drop_explained(schema_problems: Iterable[Problem], edit_problems: Iterable[Problem]) -> list[Problem]:
+    """The schema's problems less those a damage finding says better, once per cell: a
+    postal code that lost its zero is also damage of its exported value, kept as exported."""
+    damaged = {(p.row, p.column) for p in edit_problems if p.check in DAMAGE_CHECKS.values()}
+    return [p for p in schema_problems if not (p.check in EXPLAINED_BY_DAMAGE and (p.row, p.column) in damaged)]
+
+
 def errors_of(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == ERROR]
 

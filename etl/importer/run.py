@@ -162,7 +162,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     edits = D.find_edits(planning, base.frame, diff_options, written=written, unknown=table.unknown)
     problems = date_problems + checks.edit_problems(edits)
     _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
-    for line in checks.warning_lines(warnings + _without_damage(problems)):
+    for line in checks.warning_lines(checks.drop_explained(warnings, problems) + _without_damage(problems)):
         echo("warning: " + line)
     reader = kept_reads.reader(client) if kept_reads is not None else client
     live = fetch_live(reader, edits, base)
