@@ -177,9 +177,40 @@ def test_two_exports_in_threads_the_second_waits_for_the_first(sandbox, settings
     finished = [n for n, o in outcomes.items() if o == 3]
     stopped = [n for n, o in outcomes.items() if isinstance(o, BudgetExhausted)]
     assert len(finished) == 1 and len(stopped) == 1, outcomes
-    assert {name for name, _ in waited} == set(stopped)          # the second waited for the first
-    assert waited[0][1].holders[0].what == "export" and waited[-1][1] is None
+    # The second waited for the first (on the account's export lock), then found the day spent.
+    assert "sent nothing" in outcomes[stopped[0]].message or "used up" in outcomes[stopped[0]].message
     assert len(sandbox.requests("GET", "clients")) == 3
+
+
+def test_two_full_exports_at_once_with_budget_for_both_both_write_every_client(sandbox, settings, tmp_path):
+    """Review finding: two full exports of an account shared its kept pages; the first to
+    finish dropped them and the second wrote 103 of 300 clients, exit 0. One at a time now."""
+    import threading
+
+    from etl.api import IntakeQClient
+    from etl.export import export_clients
+
+    sandbox.reset(n_clients=250, seed=1)
+    start = threading.Barrier(2)
+    rows = {}
+
+    def run(name):
+        client = IntakeQClient(settings)
+        start.wait()
+        try:
+            rows[name] = len(export_clients(client, out=tmp_path / name).clients)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert rows == {"a": 250, "b": 250}, rows
+    for name in ("a", "b"):
+        with open(tmp_path / name / "clients.csv", newline="", encoding="utf-8-sig") as fh:
+            assert sum(1 for _ in csv.DictReader(fh)) == 250
 
 
 def test_a_second_export_told_not_to_wait_sends_nothing(sandbox, run_cli, settings):
@@ -246,7 +277,7 @@ def test_two_imports_of_one_file_at_once_never_write_twice(sandbox, run_cli, cli
 
 def test_an_import_refuses_while_another_holds_the_file(sandbox, run_cli, tmp_path):
     from etl.clock import SystemClock
-    from etl.importer.lock import checkpoint_lock, lock_path
+    from etl.state.lock import checkpoint_lock, lock_path
 
     path, _ = _edited_export(run_cli, tmp_path, 2)
     sandbox.log.clear()
@@ -266,7 +297,7 @@ def test_an_import_refuses_while_another_holds_the_file(sandbox, run_cli, tmp_pa
 def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
     from etl.clock import SystemClock
     from etl.errors import PathError
-    from etl.importer.lock import checkpoint_lock, lock_path
+    from etl.state.lock import checkpoint_lock, lock_path
 
     checkpoint = tmp_path / "x.checkpoint.sqlite"
     target = tmp_path / "elsewhere"
@@ -275,3 +306,49 @@ def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
         with checkpoint_lock(checkpoint, clock=SystemClock()):
             pass
     assert not target.exists()
+
+
+def test_a_filtered_export_that_cannot_finish_today_sends_nothing(sandbox, run_cli, settings, tmp_path):
+    """Review finding: only a full export keeps its pages; a filtered one that the day's
+    budget cannot finish spent what was left and wrote nothing."""
+    assert run_cli("export", "--out", tmp_path / "full", "--quiet").exit_code == 0     # 1 page: 20 clients
+    ledger = Ledger.for_settings(settings)
+    used = ledger.usage().used_24h
+    ledger.close()
+    sandbox.log.clear()
+
+    result = run_cli("export", "--out", tmp_path / "filtered", "--created-since", "2000-01-01", "--quiet",
+                     "--include-deleted", env={"INTAKEQ_MAX_PER_DAY": str(used + 1)})
+
+    assert result.exit_code == 75, result.output
+    assert sandbox.requests() == []
+
+
+def test_import_wait_started_after_the_budget_ran_out_waits_instead_of_exiting(sandbox, run_cli, settings, tmp_path):
+    """Review finding: the budget hold before the first request exited 75 under --wait."""
+    from test_import import export_csv, read_rows, write_rows
+
+    from etl.api import IntakeQClient
+    from etl.importer import ImportOptions, Paths, plan_identity, run_import
+    from etl.importer.checkpoint import Checkpoint
+
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "Waited"
+    write_rows(path, header, rows)
+    clock = FakeClock(time.time())
+    spent = settings.with_(max_per_day=50)
+    ledger = Ledger.for_settings(spent, clock=clock)
+    while ledger.usage().remaining:                           # nothing left today
+        ledger.complete(ledger.reserve())
+    ledger.close()
+    client = IntakeQClient(spent, clock=clock)
+
+    opts, paths = ImportOptions(), Paths.beside(path)
+    with Checkpoint(paths.checkpoint, plan_identity(path, opts)) as cp:
+        run = run_import(client, spent, path, opts, paths, checkpoint=cp, wait=True)
+    client.close()
+
+    assert run.stopped_by is None
+    assert max(clock.slept) > 3600
+    assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "Waited"

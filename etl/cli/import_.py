@@ -107,7 +107,7 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
     The checkpoint's lock is held from before the checkpoint is opened until it is closed:
     a second import of the same file waits for this one (or refuses), never writes beside it."""
     from .. import importer as I
-    from ..importer.lock import checkpoint_lock
+    from ..state.lock import checkpoint_lock
 
     app = ctx.obj
     settings = app.settings()

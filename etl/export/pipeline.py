@@ -18,6 +18,8 @@ import pandas as pd
 from ..clock import SystemClock
 from ..config import Settings
 from ..errors import BudgetExhausted, ConfigError, ExportIncomplete
+from ..state.files import ensure_private_dir
+from ..state.lock import export_lock
 from ..state.snapshots import SnapshotStore
 from .diagnoses import Diagnoses, DiagnosesJob
 from .fetch import Fetched, Run, fetch_clients
@@ -91,15 +93,17 @@ def export_clients(settings_or_client, options: ExportOptions | None = None, *,
         clock = clock or getattr(client, "clock", None) or SystemClock()
     try:
         with contextlib.ExitStack() as held:        # the budget reservation, released at the end
+            # One export of an account at a time: two would share the kept pages of a full
+            # export, and the first to finish would drop what the other goes on with.
+            account_dir = getattr(getattr(client, "settings", None), "account_dir", None)
+            if account_dir is not None:
+                ensure_private_dir(account_dir)
+                held.enter_context(export_lock(account_dir, clock=clock,
+                                               wait=getattr(client, "wait_for_others", True)))
             return _export(Run(client, clock=clock, hooks=hooks), options, held)
     finally:
         if own_client:
             client.close()
-
-
-# An export keeps its progress across runs (issue 11, item 1), so one that today's budget
-# cannot finish reserves what is left and uses it rather than stopping before it starts.
-EXPORT_KEEPS_PROGRESS = True
 
 
 def hold_budget(run: Run, store: SnapshotStore, mode, opts: ExportOptions):
@@ -109,7 +113,14 @@ def hold_budget(run: Run, store: SnapshotStore, mode, opts: ExportOptions):
     if hold is None:            # a stand-in client without a ledger
         return contextlib.nullcontext()
     return hold(requests_estimate(store, mode, opts), what="export",
-                keeps_progress=EXPORT_KEEPS_PROGRESS)
+                keeps_progress=keeps_progress(mode, opts))
+
+
+def keeps_progress(mode, opts: ExportOptions) -> bool:
+    """Only a full export of the whole account keeps its pages across runs (``resume``): one
+    that today's budget cannot finish uses what is left. A filtered or incremental one would
+    spend the day and write nothing, so it stops before its first request instead."""
+    return bool(opts.complete) and not mode.incremental
 
 
 def requests_estimate(store: SnapshotStore, mode, opts: ExportOptions) -> int | None:

@@ -298,7 +298,7 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     hooks = hooks or Hooks()
     kept = open_kept_reads(client, settings, source, opts, paths, dry_run=dry_run, note=hooks.note)
     try:
-        with _hold_budget(client):         # before the first request; released at the end
+        with _hold_budget_waiting(client, wait=wait, hooks=hooks):   # before the first request
             outcome = _rounds(client, settings, source, opts, paths, checkpoint=checkpoint,
                               dry_run=dry_run, wait=wait, hooks=hooks, kept=kept)
     except (BudgetExhausted, Interrupted):
@@ -323,6 +323,18 @@ def open_kept_reads(client, settings, source: Path, opts: ImportOptions, paths: 
     if kept.why_not is not None:
         note(f"the reads kept in {kept.path} are not used ({kept.why_not}); live data is read afresh")
     return kept
+
+
+def _hold_budget_waiting(client, *, wait: bool, hooks: Hooks):
+    """:func:`_hold_budget`; with ``--wait``, a budget already used up (by the local count or
+    by IntakeQ's word) is slept through like a stop later in the run, not an exit 75."""
+    while True:
+        try:
+            return _hold_budget(client)
+        except BudgetExhausted as exc:
+            if not wait or exc.frees_at is None:
+                raise
+            _sleep_until(client.clock, exc.frees_at, hooks)
 
 
 def _hold_budget(client):

@@ -1,4 +1,9 @@
-"""One import of a file at a time: an OS lock beside its checkpoint.
+"""One run at a time where two would do each other's work twice: an OS lock.
+
+* an import of one file (its checkpoint): ``checkpoint_lock``;
+* an export of one account: ``export_lock`` (two full exports of an account share its
+  kept pages: the first to finish would drop the pages the other goes on with).
+
 
 Two imports of the same file (the same checkpoint) running at once would both plan the
 same rows and both send them: every update twice, every new client created twice. So
@@ -24,7 +29,7 @@ from typing import Iterator
 from ..errors import Busy
 from ..state.files import open_private
 
-log = logging.getLogger("etl.import")
+log = logging.getLogger("etl.lock")
 
 POLL_SECONDS = 1.0
 
@@ -34,22 +39,32 @@ def lock_path(checkpoint: Path | str) -> Path:
     return checkpoint.with_name(checkpoint.name + ".lock")
 
 
-@contextmanager
-def checkpoint_lock(checkpoint: Path | str, *, clock, wait: bool = True) -> Iterator[Path]:
+def checkpoint_lock(checkpoint: Path | str, *, clock, wait: bool = True):
     """Hold the lock of ``checkpoint``'s import for the ``with`` block."""
-    path = lock_path(checkpoint)
+    return held_lock(lock_path(checkpoint), clock=clock, wait=wait, what="import of this file")
+
+
+def export_lock(account_dir: Path | str, *, clock, wait: bool = True):
+    """Hold the account's export lock for the ``with`` block."""
+    return held_lock(Path(account_dir) / "export.lock", clock=clock, wait=wait, what="export of this account")
+
+
+@contextmanager
+def held_lock(path: Path, *, clock, wait: bool, what: str) -> Iterator[Path]:
+    """``fcntl.flock`` on ``path`` (0600, never through a link) for the ``with`` block;
+    waits for the holder (a note, then a look every second through the clock) or, told
+    not to, raises :class:`~etl.errors.Busy`."""
     fd = open_private(path)                     # 0600, O_NOFOLLOW
     try:
         noted = False
         while not _try_lock(fd):
             holder = _holder(fd)
             if not wait:
-                raise Busy(f"another import of this file is running ({holder}; lock {path}); "
+                raise Busy(f"another {what} is running ({holder}; lock {path}); "
                            "nothing was sent (--no-wait-for-others); run the same command again "
                            "when it has finished")
             if not noted:
-                log.info("another import of this file is running (%s): waiting for it to finish "
-                         "(Ctrl-C stops)", holder)
+                log.info("another %s is running (%s): waiting for it to finish (Ctrl-C stops)", what, holder)
                 noted = True
             clock.sleep(POLL_SECONDS)
         os.ftruncate(fd, 0)
