@@ -21,11 +21,13 @@ ENV_MAX_PER_MINUTE = "INTAKEQ_MAX_PER_MINUTE"
 ENV_MAX_PER_DAY = "INTAKEQ_MAX_PER_DAY"
 ENV_SNAPSHOT_DAYS = "INTAKEQ_SNAPSHOT_DAYS"
 ENV_STATE_DIR = "INTAKEQ_ETL_STATE_DIR"
+ENV_REUSE_DRY_RUN_MINUTES = "INTAKEQ_REUSE_DRY_RUN_MINUTES"   # read by the import (importer/reads.py)
 
 DEFAULT_BASE_URL = "https://intakeq.com/api/v1/"
 DEFAULT_MAX_PER_MINUTE = 10         # IntakeQ's limits (a plan without a paid upgrade)
 DEFAULT_MAX_PER_DAY = 500
 DEFAULT_SNAPSHOT_DAYS = 30
+DEFAULT_REUSE_DRY_RUN_MINUTES = 60    # how long a dry run's reads serve the real run
 LOOPBACK_HOSTS = {"localhost"}
 
 # The whole-number settings: field -> (variable, smallest value, what a good value is).

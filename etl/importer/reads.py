@@ -33,13 +33,14 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..api.client import PAGE_SIZE
+from ..config import DEFAULT_REUSE_DRY_RUN_MINUTES, ENV_REUSE_DRY_RUN_MINUTES
 from ..errors import ConfigError
 from ..state.files import make_private_dirs, refuse_symlink
 from ..state.sqlite import connect, open_private_db
 
-WINDOW_VARIABLE = "INTAKEQ_REUSE_DRY_RUN_MINUTES"
-DEFAULT_WINDOW_MINUTES = 60
-PAGE = 100
+WINDOW_VARIABLE = ENV_REUSE_DRY_RUN_MINUTES
+DEFAULT_WINDOW_MINUTES = DEFAULT_REUSE_DRY_RUN_MINUTES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -312,7 +313,7 @@ class ReadThrough:
         ids = self.kept.listing(name)
         if ids is not None:
             records = [r for r in (self.kept.record(i)[1] for i in ids) if r is not None]
-            self.reused += len(records) // PAGE + 1
+            self.reused += len(records) // PAGE_SIZE + 1
             return iter(records)
         at = self.clock.time()
         records = list(self.client.iter_clients(**filters))   # kept only once complete
