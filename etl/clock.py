@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 
 from .errors import Interrupted
 
 STOP_POLL_SECONDS = 0.2
 STOPPED_MESSAGE = "interrupted (Ctrl-C): no further request was sent"
+
+
+DAY = 86_400.0
+
+
+def api_day_before(epoch: float) -> date:
+    """The day to give IntakeQ's date filters (dateUpdatedStart, dateCreatedStart) so that
+    everything since ``epoch`` is covered: the API filters by whole days, in a zone it does
+    not state, so one day's margin (the one rule every "changed since" query follows)."""
+    return (datetime.fromtimestamp(epoch, timezone.utc) - timedelta(days=1)).date()
 
 
 def iso_ms(moment: datetime) -> str:

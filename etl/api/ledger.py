@@ -36,14 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..clock import SystemClock
+from ..clock import DAY, SystemClock
 from ..config import ENV_STATE_DIR, Settings
 from ..errors import BudgetExhausted, BudgetReserved, ConfigError, format_epoch
 from ..state.sqlite import open_private_db
 
 log = logging.getLogger("etl.api")
 
-DAY = 86_400.0
 MINUTE = 60.0
 PRUNE_EVERY = 100  # rows; pruning old rows is cheap but needless on every request
 LEDGER_FILENAME = "ledger.sqlite"

@@ -13,17 +13,18 @@ Requests (the API pages ``PAGE_SIZE`` = 100 clients):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 import pandas as pd
 
 from ..api.client import PAGE_SIZE
+from ..clock import api_day_before
 from ..config import Settings
 from ..state.snapshots import SnapshotStore, watermark_epoch
 from .frames import FrameBuilder, combine_frames
 from .hooks import ExportHooks
-from .mode import DAY, Mode, after_fetch
+from .mode import Mode, after_fetch
 from .options import ExportOptions
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ def snapshot_created_days(store: SnapshotStore) -> list[str]:
 
 def _fetch_changes(run: Run, meta: dict) -> tuple[Changes, list[dict]]:
     """Updated + created since (snapshot watermark − 1 day), and the deleted clients."""
-    since = datetime.fromtimestamp(watermark_epoch(meta) - DAY, tz=timezone.utc).date()
+    since = api_day_before(watermark_epoch(meta))
     records: dict[int, dict] = {}
     unkeyed: list[dict] = []
     for desc, query in (("updated clients", {"date_updated_start": since}),

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..clock import DAY
 from ..config import Settings
 from ..state.snapshots import SnapshotStore, watermark_epoch
 from .manifest import public_base_url, schema_version
 from .options import ExportOptions
 
-DAY = 86_400.0
 MAX_SNAPSHOT_AGE_DAYS = 9
 
 FULL = "full"

@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Iterable
 
 from ..api.client import PAGE_SIZE
+from ..clock import DAY, api_day_before
 from ..state.sqlite import open_private_db
 
 FILENAME = "export-progress.sqlite"
-DAY = 86_400.0
 MAX_AGE_DAYS = 9
 MIN_PART_PAGES = 20          # parts are never planned smaller (each costs up to one extra page)
 PART_SLACK = 10              # pages of a day's budget left for the catch-up and checks
@@ -332,12 +332,12 @@ class FullExportJob:
         """What changed since each part was fetched: updated, created, deleted."""
         job = self.job
         fetched = [p.first_fetch for p in job.parts if p.first_fetch is not None]
-        updated_since = day_of(min(fetched) - DAY)
+        updated_since = api_day_before(min(fetched))
         queries = [("updated clients", {"date_updated_start": updated_since})]
         open_part = job.parts[-1]
         created_since = None
         if not (open_part.first_run == job.runs and open_part.done_run == job.runs):
-            created_since = day_of((open_part.first_fetch or job.started) - DAY)
+            created_since = api_day_before(open_part.first_fetch or job.started)
             queries.append(("created clients", {"date_created_start": created_since}))
         changed: list[dict] = []
         for desc, query in queries:

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from ..clock import SystemClock
+from ..clock import SystemClock, api_day_before
 from ..errors import TRANSIENT_ERRORS, EtlError, Interrupted, RequestRejected, TransientApiError
 from .checkpoint import Checkpoint
 from .diff import CREATE, Change, RowPlan, merged_body, normalized, tag_op_field
@@ -167,8 +166,7 @@ class FreshProfiles:
     def refresh_if_old(self) -> None:
         if self.clock.time() - self.as_of < REFRESH_SECONDS:
             return
-        # The API filters by day (yyyy-MM-dd, in a zone it does not state): a day's margin.
-        since = (datetime.fromtimestamp(self.as_of, timezone.utc) - timedelta(days=1)).date()
+        since = api_day_before(self.as_of)
         self.as_of = self.clock.time()
         for record in self.client.iter_clients(date_updated_start=since):
             self.profiles[int(record["ClientId"])] = record

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
 from ..api.client import PAGE_SIZE
+from ..clock import api_day_before
 from . import diff as D
 from .base import Base
 
@@ -47,8 +47,7 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
             universe = list(records.values())
             how = f"{len(ids)} per-client look-up(s)"
             if has_new:
-                taken = datetime.fromtimestamp(base.taken_at, timezone.utc) if base.taken_at else None
-                since = (taken or datetime.now(timezone.utc)).date() - timedelta(days=1)
+                since = api_day_before(base.taken_at or client.clock.time())
                 created = list(client.iter_clients(date_created_start=since))
                 universe += created
                 records.update({int(r["ClientId"]): r for r in created})   # full profiles too

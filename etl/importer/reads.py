@@ -30,10 +30,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..api.client import PAGE_SIZE
+from ..clock import api_day_before
 from ..config import DEFAULT_REUSE_DRY_RUN_MINUTES, ENV_REUSE_DRY_RUN_MINUTES
 from ..errors import ConfigError
 from ..state.files import make_private_dirs, refuse_symlink
@@ -284,8 +285,7 @@ class ReadThrough:
         oldest = self.kept.oldest()
         if oldest is None:
             return
-        # The API filters by whole days, in a zone it does not state: a day's margin.
-        since = (datetime.fromtimestamp(oldest, timezone.utc) - timedelta(days=1)).date()
+        since = api_day_before(oldest)
         at = self.clock.time()
         listed = list(self.client.iter_clients(date_updated_start=since))
         self.recent = {int(r["ClientId"]): r for r in listed}
