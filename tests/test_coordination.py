@@ -148,22 +148,22 @@ def test_two_exports_at_once_with_a_budget_for_one(sandbox, cli_env, tmp_path, s
     assert len(written) == 1
 
 
-def test_two_exports_in_threads_the_second_waits_for_the_first(sandbox, settings, tmp_path):
+def two_exports_at_once(settings, tmp_path) -> dict:
+    """Two library exports of one account started together (threads): name → its
+    ExportResult, or the BudgetExhausted that stopped it."""
     import threading
 
     from etl.api import IntakeQClient
     from etl.export import export_clients
 
-    sandbox.reset(n_clients=250, seed=1)
-    budget = settings.with_(max_per_day=3)
     start = threading.Barrier(2)
-    waited, outcomes = [], {}
+    outcomes = {}
 
     def run(name):
-        client = IntakeQClient(budget, on_wait=lambda w: waited.append((name, w)))
+        client = IntakeQClient(settings)
         start.wait()
         try:
-            outcomes[name] = export_clients(client, out=tmp_path / name).requests
+            outcomes[name] = export_clients(client, out=tmp_path / name)
         except BudgetExhausted as exc:
             outcomes[name] = exc
         finally:
@@ -174,7 +174,15 @@ def test_two_exports_in_threads_the_second_waits_for_the_first(sandbox, settings
         t.start()
     for t in threads:
         t.join(60)
-    finished = [n for n, o in outcomes.items() if o == 3]
+    return outcomes
+
+
+def test_two_exports_in_threads_the_second_waits_for_the_first(sandbox, settings, tmp_path):
+    sandbox.reset(n_clients=250, seed=1)
+
+    outcomes = two_exports_at_once(settings.with_(max_per_day=3), tmp_path)
+
+    finished = [n for n, o in outcomes.items() if not isinstance(o, BudgetExhausted) and o.requests == 3]
     stopped = [n for n, o in outcomes.items() if isinstance(o, BudgetExhausted)]
     assert len(finished) == 1 and len(stopped) == 1, outcomes
     # The second waited for the first (on the account's export lock), then found the day spent.
@@ -185,29 +193,11 @@ def test_two_exports_in_threads_the_second_waits_for_the_first(sandbox, settings
 def test_two_full_exports_at_once_with_budget_for_both_both_write_every_client(sandbox, settings, tmp_path):
     """Review finding: two full exports of an account shared its kept pages; the first to
     finish dropped them and the second wrote 103 of 300 clients, exit 0. One at a time now."""
-    import threading
-
-    from etl.api import IntakeQClient
-    from etl.export import export_clients
-
     sandbox.reset(n_clients=250, seed=1)
-    start = threading.Barrier(2)
-    rows = {}
 
-    def run(name):
-        client = IntakeQClient(settings)
-        start.wait()
-        try:
-            rows[name] = len(export_clients(client, out=tmp_path / name).clients)
-        finally:
-            client.close()
+    outcomes = two_exports_at_once(settings, tmp_path)
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert rows == {"a": 250, "b": 250}, rows
+    assert {name: len(o.clients) for name, o in outcomes.items()} == {"a": 250, "b": 250}, outcomes
     for name in ("a", "b"):
         with open(tmp_path / name / "clients.csv", newline="", encoding="utf-8-sig") as fh:
             assert sum(1 for _ in csv.DictReader(fh)) == 250
