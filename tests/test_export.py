@@ -646,8 +646,9 @@ def test_a_killed_export_fetches_only_the_rest_on_the_next_run(sandbox, run_cli,
     result = ok(run_cli("export", "--out", out))
     assert "continuing the full export" in result.output
     not_yet_fetched = 1
-    # the page not fetched + one check page + updated, created, deleted
-    assert len(sandbox.log) == not_yet_fetched + 4
+    # the page not fetched + updated, created, deleted: no check page, as the only change
+    # since (a city) moves nobody in the name order
+    assert len(sandbox.log) == not_yet_fetched + 3
     assert len(sandbox.log) <= pages(250) + 3 * 2 + 3 - 2
     manifest = load_manifest(out)
     assert manifest["fetched_runs"] == 2 and manifest["requests"] == len(sandbox.log)
@@ -658,6 +659,45 @@ def test_a_killed_export_fetches_only_the_rest_on_the_next_run(sandbox, run_cli,
     sandbox.log.clear()
     ok(run_cli("export", "--out", tmp_path / "again", "--quiet"))
     assert len(sandbox.log) == pages(250)
+
+
+@pytest.mark.parametrize("change, check_pages", [
+    ("edit", 0), ("rename", 1), ("delete", 1), ("create", 1)])
+def test_a_killed_export_checks_its_place_only_when_a_client_may_have_moved(
+        sandbox, run_cli, tmp_path, monkeypatch, change, check_pages):
+    from etl.api import IntakeQClient
+
+    sandbox.reset(n_clients=250)
+    age_account(sandbox)
+    store = sandbox.store
+    real = IntakeQClient._get_clients
+    calls = []
+
+    def killed_on_the_third_page(self, params):
+        calls.append(params)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, params)
+
+    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_third_page)
+    out = tmp_path / "exports"
+    assert run_cli("export", "--out", out, "--quiet").exit_code == 130
+    monkeypatch.setattr(IntakeQClient, "_get_clients", real)
+    first_by_name = sorted(store.clients, key=lambda i: (store.clients[i]["Name"] or "").casefold())
+    kept = first_by_name[5]                     # on page 1, fetched before the kill
+    if change == "edit":
+        store.staff_edit(kept, City="Elsewhere")
+    elif change == "rename":
+        store.staff_edit(kept, LastName="Zzzz")  # leaves page 1: every later client moves up
+    elif change == "delete":
+        store.delete_client(kept)
+    else:
+        store.add_client(FirstName="Aaa", LastName="Aaa", Email="aaa@example.com")
+    sandbox.log.clear()
+    ok(run_cli("export", "--out", out, "--quiet"))
+    assert len(sandbox.log) == 1 + 3 + check_pages
+    ok(run_cli("export", "--out", tmp_path / "fresh", "--quiet"))
+    assert _clients_csv(out) == _clients_csv(tmp_path / "fresh")
 
 
 def test_an_export_over_four_days_equals_a_fresh_one(sandbox, run_cli, tmp_path, settings):

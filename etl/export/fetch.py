@@ -150,6 +150,8 @@ def _fetch_resumable(run: Run, store: SnapshotStore, mode: Mode, opts: ExportOpt
         done = job.fetch(opts.include_deleted and deleted_records is None, expected)
     except BaseException as exc:
         exc.kept_pages = job.kept_pages() if "job" in locals() else 0
+        if "job" in locals():
+            job.save()              # the requests this run spent count in requests_total
         progress.close()
         raise
     builder = FrameBuilder(opts.timezone)
