@@ -2,11 +2,13 @@
 reservations, the import's checkpoint lock, the server's day-429 remembered."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -265,6 +267,42 @@ def test_two_imports_of_one_file_at_once_never_write_twice(sandbox, run_cli, cli
     assert any("another import of this file is running" in err for _, _, err in outs), outs
 
 
+@contextlib.contextmanager
+def _held_by_another_thread(lock):
+    """Hold ``lock`` in another thread (a lock is re-entrant within its own thread)."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            taken.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_the_library_import_takes_the_files_lock_too(sandbox, run_cli, settings, tmp_path):
+    from etl.api import IntakeQClient
+    from etl.clock import SystemClock
+    from etl.importer import ImportOptions, Paths, run_import
+    from etl.state.lock import checkpoint_lock
+
+    path, _ = _edited_export(run_cli, tmp_path, 2)
+    paths = Paths.beside(path)
+    sandbox.log.clear()
+    with _held_by_another_thread(checkpoint_lock(paths.checkpoint, clock=SystemClock())):
+        with IntakeQClient(settings, wait_for_others=False) as client:
+            with pytest.raises(Busy):
+                run_import(client, settings, path, ImportOptions(), paths, checkpoint=None)
+    assert sandbox.requests() == []
+
+
 def test_an_import_refuses_while_another_holds_the_file(sandbox, run_cli, tmp_path):
     from etl.clock import SystemClock
     from etl.state.lock import checkpoint_lock, lock_path
@@ -272,7 +310,7 @@ def test_an_import_refuses_while_another_holds_the_file(sandbox, run_cli, tmp_pa
     path, _ = _edited_export(run_cli, tmp_path, 2)
     sandbox.log.clear()
     checkpoint = path.with_name("clients.checkpoint.sqlite")
-    with checkpoint_lock(checkpoint, clock=SystemClock()):
+    with _held_by_another_thread(checkpoint_lock(checkpoint, clock=SystemClock())):
         result = run_cli("import", path, "--yes", "--no-wait-for-others")
         with pytest.raises(Busy):
             with checkpoint_lock(checkpoint, clock=SystemClock(), wait=False):

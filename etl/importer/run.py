@@ -19,6 +19,7 @@ from ..codec.export_id import read_export_id
 from ..codec.serials import resolve_date_numbers
 from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, ValidationFailed
 from ..hooks import Hooks as BaseHooks
+from ..state.lock import checkpoint_lock
 from ..state.snapshots import SnapshotStore
 from . import applied, checks
 from . import diff as D
@@ -288,6 +289,10 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     so after a wait of hours nothing stale is sent: a save always carries the live
     profile of that moment, and a client created before the wait is never created again.
 
+    Two imports of one file (one checkpoint) never run at once: this holds the file's
+    lock (:func:`~etl.state.lock.checkpoint_lock`) and waits for another holder, or, when
+    the client was made with ``wait_for_others=False``, raises ``Busy`` (exit 75).
+
     A stop request (Ctrl-C on the client's clock) ends the run within a second, whether
     it came while planning, applying or sleeping: the outcome of the last round that
     wrote is returned with ``stopped_by`` set (its results file is written); before any
@@ -296,6 +301,16 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     the rounds before it), since exit 1 says that nothing was written.
     """
     hooks = hooks or Hooks()
+    with checkpoint_lock(paths.checkpoint, clock=client.clock,
+                         wait=getattr(client, "wait_for_others", True)):
+        return _run_import_locked(client, settings, source, opts, paths, checkpoint=checkpoint,
+                                  dry_run=dry_run, wait=wait, hooks=hooks)
+
+
+def _run_import_locked(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
+                       checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks) -> RunOutcome:
+    """:func:`run_import` under the file's lock (the CLI takes it earlier, before it opens
+    the checkpoint; taking it again in the same thread is a no-op)."""
     kept = open_kept_reads(client, settings, source, opts, paths, dry_run=dry_run, note=hooks.note)
     try:
         with _hold_budget_waiting(client, wait=wait, hooks=hooks):   # before the first request
