@@ -345,11 +345,12 @@ def test_a_filtered_export_that_cannot_finish_today_sends_nothing(sandbox, run_c
     ledger.close()
     sandbox.log.clear()
 
-    result = run_cli("export", "--out", tmp_path / "filtered", "--created-since", "2000-01-01", "--quiet",
-                     "--include-deleted", env={"INTAKEQ_MAX_PER_DAY": str(used + 1)})
+    result = run_cli("export", "--out", tmp_path / "new" / "filtered", "--created-since", "2000-01-01",
+                     "--quiet", "--include-deleted", env={"INTAKEQ_MAX_PER_DAY": str(used + 1)})
 
     assert result.exit_code == 75, result.output
     assert sandbox.requests() == []
+    assert not (tmp_path / "new").exists()       # no empty --out folder left behind
 
 
 def test_import_wait_started_after_the_budget_ran_out_waits_instead_of_exiting(sandbox, run_cli, settings, tmp_path):

@@ -28,7 +28,7 @@ from .hooks import ExportHooks
 from .manifest import build_manifest, iso_utc, new_export_id, schema_version
 from .mode import choose_mode, settings_base
 from .options import ExportOptions, check_columns
-from .write import ExportFiles, prepare_out_dir, tables_for, write_export
+from .write import ExportFiles, prepare_out_dir, remove_empty_folders, tables_for, write_export
 
 COMPLETE = "complete"
 DIAGNOSES_INCOMPLETE = "diagnoses_incomplete"
@@ -79,9 +79,18 @@ def export_clients(settings_or_client, options: ExportOptions | None = None, *,
     elif option_values:
         raise TypeError("pass the options either as an ExportOptions or as keywords, not both")
     hooks = hooks or ExportHooks()
+    made: list[Path] = []
     if options.out is not None:     # before any request: a bad --out costs none
+        made = [p for p in (options.out, *options.out.parents) if not p.exists()]
         prepare_out_dir(options.out, options.format, hooks.say)
+    try:
+        return _export_with_client(settings_or_client, options, hooks, clock)
+    except BaseException:
+        remove_empty_folders(made)      # a run that wrote nothing leaves no empty --out behind
+        raise
 
+
+def _export_with_client(settings_or_client, options: ExportOptions, hooks: ExportHooks, clock) -> ExportResult:
     own_client = isinstance(settings_or_client, Settings)
     if own_client:
         from ..api import IntakeQClient
