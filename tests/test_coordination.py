@@ -77,6 +77,40 @@ def test_a_waiting_run_goes_on_when_the_holder_releases(tmp_path):
     assert len(clock.slept) == 2
 
 
+def test_an_import_sleeping_for_the_budget_keeps_its_reservation(tmp_path):
+    from types import SimpleNamespace
+
+    from etl.hooks import Hooks
+    from etl.importer.run import _sleep_until
+
+    clock = FakeClock()
+    sleeper, other = make_ledger(tmp_path, clock=clock), make_ledger(tmp_path, clock=clock)
+    with sleeper.hold(6, what="import"):
+        _sleep_until(SimpleNamespace(clock=clock, ledger=sleeper), clock.time() + 3 * 3600, Hooks())
+        assert clock.time() >= 1_760_000_000 + 3 * 3600         # hours, slept in steps
+        assert max(clock.slept) <= RESERVATION_TTL
+        with pytest.raises(BudgetReserved, match=r"import \(pid"):
+            other.hold(5, what="export", wait=False)             # still held by the sleeper
+    assert other.hold(5, what="export", wait=False).amount == 5
+
+
+def test_an_import_reserves_the_reads_its_plan_needs_before_sending_them(sandbox, run_cli, monkeypatch, tmp_path):
+    sandbox.reset(n_clients=450)             # a full pull would be 5 pages: 3 look-ups are cheaper
+    path, edited = _edited_export(run_cli, tmp_path, 3)
+    sizes = []
+    real = Ledger.reserve_more
+
+    def recorded(self, unspent):
+        sizes.append((unspent, len(sandbox.requests())))
+        return real(self, unspent)
+
+    monkeypatch.setattr(Ledger, "reserve_more", recorded)
+    sandbox.log.clear()
+    assert run_cli("import", path, "--yes", "--quiet", env={"INTAKEQ_MAX_PER_DAY": "100"}).exit_code == 0
+    # first the 3 per-client reads (before any is sent), then the 3 writes
+    assert sizes == [(3, 0), (3, 3)]
+
+
 def test_a_run_that_cannot_keep_progress_stops_before_sending(tmp_path):
     ledger = make_ledger(tmp_path)
     send(ledger, 6)
@@ -379,5 +413,5 @@ def test_import_wait_started_after_the_budget_ran_out_waits_instead_of_exiting(s
     client.close()
 
     assert run.stopped_by is None
-    assert max(clock.slept) > 3600
+    assert sum(clock.slept) > 3600                             # it slept through the day, in steps
     assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "Waited"
