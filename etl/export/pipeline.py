@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..clock import SystemClock
+from ..codec.records import custom_field_labels
 from ..config import Settings
 from ..errors import BudgetExhausted, ConfigError, ExportIncomplete
 from ..state.files import ensure_private_dir
@@ -27,7 +28,7 @@ from .frames import deleted_frame
 from .hooks import ExportHooks
 from .manifest import build_manifest, iso_utc, new_export_id, schema_version
 from .mode import choose_mode, settings_base
-from .options import ExportOptions, check_columns
+from .options import ExportOptions, check_columns, new_custom_columns
 from .write import ExportFiles, prepare_out_dir, remove_empty_folders, tables_for, write_export
 
 COMPLETE = "complete"
@@ -182,7 +183,12 @@ class Collected:
 def _export(run: Run, opts: ExportOptions, held: contextlib.ExitStack) -> ExportResult:
     started = run.clock.time()
     store = SnapshotStore(run.settings)
-    check_columns(opts.columns, snapshot_custom_ids(store))     # before any request
+    custom_ids = snapshot_custom_ids(store)
+    check_columns(opts.columns, custom_ids)                      # before any request
+    if new_custom_columns(opts.columns, custom_ids):             # a field added since: after page 1
+        run.on_first_records = lambda records: check_columns(
+            opts.columns, custom_field_labels(records), all_custom_known=True,
+            after=f"nothing was written ({run.requests} request(s) sent)")
     mode = choose_mode(store, opts, run.settings, now=started)
     run.say(mode.reason)
     held.enter_context(hold_budget(run, store, mode, opts))      # before the first request

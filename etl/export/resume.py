@@ -60,6 +60,7 @@ FILENAME = "export-progress.sqlite"
 MAX_AGE_DAYS = 9
 MIN_PART_PAGES = 20          # parts are never planned smaller (each costs up to one extra page)
 PART_SLACK = 10              # pages of a day's budget left for the catch-up and checks
+CATCH_UP_REQUESTS = 3        # updated, created and deleted clients, a page each when few
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -267,13 +268,18 @@ class FullExportJob:
         self.requests_before = 0
         self.store_closed = False
 
-    def open(self, created_days: list[str]) -> Job:
+    def open(self, created_days: list[str], expected: int | None = None) -> Job:
         """The unfinished job of these options, or a new one; counts this run."""
         now = self.run.clock.time()
         job = self.store.load(self.key)
         if job is not None and now - job.started > MAX_AGE_DAYS * DAY:
             self.run.say(f"the unfinished full export is more than {MAX_AGE_DAYS} days old "
                          "(deleted clients may have expired from the API): starting again")
+            self.store.drop(self.key)
+            job = None
+        if job is not None and self._cheaper_to_start_over(job, expected):
+            self.run.say(f"the unfinished full export kept {sum(p.pages for p in job.parts)} page(s): "
+                         "fetching them again costs no more than catching up; starting again")
             self.store.drop(self.key)
             job = None
         if job is None:
@@ -289,6 +295,22 @@ class FullExportJob:
         self.job = job
         self.store.save_job(job)
         return job
+
+    def _cheaper_to_start_over(self, job: Job, expected: int | None) -> bool:
+        """Few pages kept (no more than the catch-up would cost) and today's budget covers
+        the whole export: fetching it afresh is cheaper and needs no catch-up."""
+        kept = sum(p.pages for p in job.parts)
+        if kept > CATCH_UP_REQUESTS:
+            return False
+        remaining = self._remaining()
+        if remaining is None:
+            return True
+        return expected is not None and remaining >= expected // PAGE_SIZE + 1
+
+    def _remaining(self) -> int | None:
+        """Today's remaining budget (None: no daily limit, or no ledger)."""
+        ledger = getattr(self.run.client, "ledger", None)
+        return ledger.usage().remaining if ledger is not None else None
 
     def _count(self) -> None:
         self.job.requests = self.requests_before + self.run.requests
@@ -334,14 +356,13 @@ class FullExportJob:
         return info, changed, deleted
 
     def _budget_covers(self, expected: int | None) -> bool:
-        ledger = getattr(self.run.client, "ledger", None)
-        remaining = ledger.usage().remaining if ledger is not None else None
+        remaining = self._remaining()
         if remaining is None:
             return True
         if expected is None or len(self.job.parts) != 1:
             return False
         left = expected // PAGE_SIZE + 1 - self.job.parts[0].pages
-        return remaining >= left + 4          # the catch-up (3) and a check page
+        return remaining >= left + CATCH_UP_REQUESTS + 1      # and a check page
 
     def _fetch_part(self, index: int, part: Part, expected: int | None, early) -> None:
         run, job = self.run, self.job
