@@ -620,6 +620,18 @@ def test_columns_typo_is_refused_with_a_hint_before_any_request(sandbox, run_cli
     assert sandbox.log == []
 
 
+def test_a_custom_filter_on_a_field_the_snapshot_does_not_list_sends_nothing(sandbox, run_cli, tmp_path):
+    ok(run_cli("export", "--out", tmp_path / "first", "--quiet"))     # a snapshot: the fields are known
+    sandbox.log.clear()
+    result = run_cli("export", "--out", tmp_path / "x", "--custom", "sotcc=Jane")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "error: --custom names fields the newest export of this account does not have: sotcc (did you "
+        "mean sotc?)")
+    assert sandbox.log == [] and not (tmp_path / "x").exists()
+    ok(run_cli("export", "--out", tmp_path / "y", "--custom", "sotc=Jane", "--quiet"))
+
+
 def test_a_custom_field_the_snapshot_does_not_know_is_checked_after_the_first_page(sandbox, run_cli, tmp_path):
     sandbox.reset(n_clients=250)                 # 3 pages; no snapshot yet: no custom field is known
     result = run_cli("export", "--out", tmp_path / "x", "--columns", "ClientId,custom.sotcc")

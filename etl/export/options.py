@@ -155,6 +155,27 @@ def check_columns(columns: list[str] | None, custom_ids=(), *, all_custom_known:
                       + "; " + after)
 
 
+def check_custom_filters(custom: dict[str, str], custom_ids) -> None:
+    """Refuse, before any request, a --custom filter on a field the newest snapshot does not
+    list (a filter on a field the account lacks would spend the requests on an empty
+    listing). Without a snapshot nothing is known: the filter is sent as given."""
+    known = list(custom_ids)
+    if not custom or not known:
+        return
+    import difflib
+
+    unknown = [f for f in custom if f not in known]
+    if not unknown:
+        return
+    hints = []
+    for field_id in unknown:
+        match = next(iter(difflib.get_close_matches(field_id, known, n=1, cutoff=0.6)), None)
+        hints.append(f"{field_id} (did you mean {match}?)" if match else field_id)
+    raise ConfigError("--custom names fields the newest export of this account does not have: "
+                      + ", ".join(hints) + " (known: " + ", ".join(known) + "; a field added since? "
+                      "run a full export first); nothing was sent")
+
+
 def new_custom_columns(columns: list[str] | None, custom_ids) -> list[str]:
     """``custom.`` names of --columns that the snapshot's custom fields do not hold."""
     known = {fields.custom_column(c) for c in custom_ids}

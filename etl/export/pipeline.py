@@ -28,7 +28,7 @@ from .frames import deleted_frame
 from .hooks import ExportHooks
 from .manifest import build_manifest, iso_utc, new_export_id, schema_version
 from .mode import choose_mode, settings_base
-from .options import ExportOptions, check_columns, new_custom_columns
+from .options import ExportOptions, check_columns, check_custom_filters, new_custom_columns
 from .write import ExportFiles, prepare_out_dir, remove_empty_folders, tables_for, write_export
 
 COMPLETE = "complete"
@@ -185,6 +185,7 @@ def _export(run: Run, opts: ExportOptions, held: contextlib.ExitStack) -> Export
     store = SnapshotStore(run.settings)
     custom_ids = snapshot_custom_ids(store)
     check_columns(opts.columns, custom_ids)                      # before any request
+    check_custom_filters(opts.filters.custom, custom_ids)
     if new_custom_columns(opts.columns, custom_ids):             # a field added since: after page 1
         run.on_first_records = lambda records: check_columns(
             opts.columns, custom_field_labels(records), all_custom_known=True,
