@@ -111,3 +111,27 @@ def test_a_plan_needing_three_days_of_reads_finishes_in_four_runs_with_no_read_t
     assert sum(reads) <= len(cities) + 3              # the plan's 10 look-ups + one freshness query a later run
     for cid, city in cities.items():
         assert sandbox.store.clients[cid]["City"] == city
+
+
+def test_a_full_pull_larger_than_a_days_budget_goes_on_the_next_day_where_it_stopped(
+        sandbox, run_cli, settings, tmp_path):
+    sandbox.reset(n_clients=650, seed=24)            # a full pull: 7 pages
+    path = tmp_path / "foreign.csv"                  # no export behind it: live is a full pull
+    path.write_text("FirstName,LastName,Email\nNadia,Newcomer,nadia.newcomer@example.org\n", encoding="utf-8")
+    codes, reads, outputs = [], [], []
+    for run in range(4):
+        budget = {"INTAKEQ_MAX_PER_DAY": str(used_today(settings) + 4)} if run < 3 else None   # 4 a "day"
+        before = len(gets(sandbox))
+        result = import_(run_cli, path, env=budget)
+        codes.append(result.exit_code)
+        reads.append(len(gets(sandbox)) - before)
+        outputs.append(result.output)
+        if result.exit_code == 0:
+            break
+    assert codes[0] == 75 and codes[-1] == 0, outputs
+    # day 1: 4 pages, kept; day 2: a check page and the last 3; day 3: the catch-up (updated,
+    # created, deleted), then the create: nothing read twice but the check page
+    assert reads == [4, 4, 3]
+    assert sum(reads) <= 7 + 3 * len(codes) + 3       # as a full export spanning days
+    created = [c for c in sandbox.store.clients.values() if c.get("Email") == "nadia.newcomer@example.org"]
+    assert len(created) == 1

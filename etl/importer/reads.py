@@ -23,7 +23,10 @@ run that finishes with every row done removes the file.
 
 A client deleted since it was read is not listed by ``dateUpdatedStart``: its save is
 then refused by IntakeQ (not found) and the row reported failed, as a fresh read would.
-A partial full pull is not kept (pages shift as clients are created or deleted).
+A full pull (no base, or many rows changed) is fetched as a full export is, each page kept
+as it arrives in the account's ``export-progress.sqlite`` under this plan's key: one larger
+than a day's budget goes on the next day where it stopped, and stays exact (see
+``etl.export.resume``).
 """
 from __future__ import annotations
 
@@ -316,9 +319,35 @@ class ReadThrough:
             self.reused += len(records) // PAGE_SIZE + 1
             return iter(records)
         at = self.clock.time()
-        records = list(self.client.iter_clients(**filters))   # kept only once complete
+        if filters or not hasattr(self.client, "settings"):
+            records = list(self.client.iter_clients(**filters))   # kept only once complete
+        else:
+            records = self._full_pull()
         self.kept.keep_listing(name, records, at)
         return iter(records)
+
+    def _full_pull(self) -> list[dict]:
+        """Every client, fetched as a full export is: page by page, each page kept as it
+        arrives (the account's export-progress file, under this plan's own key), so a pull
+        larger than a day's budget goes on the next day where it stopped and stays exact
+        (parts that do not shift, a check page, the catch-up: see etl.export.resume)."""
+        from ..export.fetch import Run
+        from ..export.hooks import ExportHooks
+        from ..export.resume import FullExportJob, ProgressStore, job_key
+
+        run = Run(self.client, clock=self.clock, hooks=ExportHooks())
+        store = ProgressStore.for_settings(self.client.settings)
+        job = FullExportJob(run, store, job_key({"import full pull": self.kept.identity,
+                                                 "account": self.kept.account}))
+        try:
+            job.open([])
+            records = job.fetch(include_deleted=False, expected=None).records
+        except BaseException:
+            job.save()
+            job.close()
+            raise
+        job.finished()
+        return records
 
 
 def _listing_name(filters: dict) -> str:
