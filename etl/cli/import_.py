@@ -49,13 +49,15 @@ from .output import exit_status_and_error, print_json_line
 @options.encoding(help="CSV text encoding  [default: utf-8, BOM accepted]")
 @options.date_format(help="strftime format of date cells, e.g. %d/%m/%Y")
 @options.sheet()
+@options.mapping()
+@options.ignore_column()
 @options.no_formula_guard(help="Keep a leading ' on cells (the file was exported without the guard).")
 @options.quiet(help="No progress bar.")
 @options.as_json(help="Print one machine-readable summary line on stdout (messages stay on stderr).")
 @click.pass_context
 def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, tags, blank, prefer,
             skip_invalid, wait, no_wait_for_others, yes, restart, timezone, fmt, encoding, date_format, sheet,
-            no_formula_guard, quiet, as_json):
+            mapping, ignore_columns, no_formula_guard, quiet, as_json):
     """Import FILE (CSV, Parquet or XLSX) into IntakeQ.
 
     The file is read and validated first (nothing is sent if it is invalid), compared
@@ -80,7 +82,8 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     app = ctx.obj
     opts = I.ImportOptions(tags=tags, blank=blank, prefer_file=prefer == "file", skip_invalid=skip_invalid,
                            base=base, timezone=timezone, format=fmt, encoding=encoding,
-                           date_format=date_format, formula_guard=not no_formula_guard, sheet=sheet)
+                           date_format=date_format, formula_guard=not no_formula_guard, sheet=sheet,
+                           mapping=mapping, ignore_columns=tuple(ignore_columns))
     paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report)
     check_side_files(file, paths)            # before anything is written or sent
     asked_results = paths.results
