@@ -267,3 +267,12 @@ def test_the_sample_mapping_reads_the_sample_file():
     mapped = M.apply_mapping(table, mapping, labels=labels)
     assert mapped.table.errors == [] and len(mapped.table.frame) == 25
     assert "Internal Notes" not in mapped.table.frame.columns
+
+
+def test_no_side_file_may_overwrite_the_mapping(sandbox, run_cli, foreign):
+    mapping = foreign.parent / MAPPING
+    before = mapping.read_bytes()
+    sandbox.log.clear()
+    result = import_(run_cli, foreign, "--map", mapping, "--plan", mapping, "--dry-run")
+    assert result.exit_code == 1 and "is the mapping file itself" in result.output
+    assert mapping.read_bytes() == before and sandbox.log == []

@@ -85,7 +85,7 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
                            date_format=date_format, formula_guard=not no_formula_guard, sheet=sheet,
                            mapping=mapping, ignore_columns=tuple(ignore_columns))
     paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report)
-    check_side_files(file, paths)            # before anything is written or sent
+    check_side_files(file, paths, mapping=mapping)      # before anything is written or sent
     asked_results = paths.results
     run = None
     try:
@@ -184,7 +184,7 @@ SIDE_FILE_LABELS = {"checkpoint": "--checkpoint", "results": "--results", "plan"
                     "report": "--report", "rejects": "the rejects file"}
 
 
-def check_side_files(source: Path, paths) -> None:
+def check_side_files(source: Path, paths, *, mapping: str | None = None) -> None:
     """Refuse side files that would destroy something, before anything is written or sent.
 
     Seen: ``--results`` naming the edited spreadsheet replaced it with the results. So no
@@ -194,10 +194,12 @@ def check_side_files(source: Path, paths) -> None:
     """
     named = {SIDE_FILE_LABELS[name]: Path(getattr(paths, name)) for name in SIDE_FILE_LABELS}
     clash = first_clash({"the input file": source, **named})
+    if clash is None and mapping:
+        clash = first_clash({"the mapping": Path(mapping), **named})
     if clash is not None:
         first, second, path = clash
-        what = (f"{second} {path} is the input file itself: writing it would replace your file"
-                if first == "the input file" else
+        what = (f"{second} {path} is the {first.split()[-1]} file itself: writing it would replace your file"
+                if first in ("the input file", "the mapping") else
                 f"{first} and {second} are the same file ({path}): one would overwrite the other")
         raise PathError(f"{what}; choose another path. Nothing was written or sent")
     for label, path in named.items():

@@ -49,8 +49,8 @@ def map_(ctx, source, out, fmt, encoding, sheet):
         write_text_atomic(out, text)
     ui.say(_summary_line("stdout" if out is None else str(out), summary))
     ui.say(f"custom fields: {labels_from}")
-    shown = out.name if out is not None else "MAPPING.toml"
-    ui.say(f"next: edit it, then intakeq-etl validate {source.name} --map {shown}")
+    shown = out if out is not None else "MAPPING.toml"
+    ui.say(f"next: edit it, then intakeq-etl validate {source} --map {shown}")
 
 
 def _summary_line(where: str, summary: dict) -> str:
