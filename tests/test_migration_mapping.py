@@ -276,3 +276,14 @@ def test_no_side_file_may_overwrite_the_mapping(sandbox, run_cli, foreign):
     result = import_(run_cli, foreign, "--map", mapping, "--plan", mapping, "--dry-run")
     assert result.exit_code == 1 and "is the mapping file itself" in result.output
     assert mapping.read_bytes() == before and sandbox.log == []
+
+
+def test_a_custom_field_given_a_date_format_gets_iso_dates_and_others_stay_text():
+    frame = pd.DataFrame({"Visit": pd.array(["31/05/2024", None], dtype="string"),
+                          "Note": pd.array(["31/05/2024", "x"], dtype="string")})
+    table = Table(frame=frame, columns_in_file=list(frame.columns))
+    labels = {"FirstVisitDate": "First Visit Date", "n": "Note"}
+    mapping = M.Mapping(columns={"Visit": "First Visit Date"}, dates={"Visit": "%d/%m/%Y"})
+    out = M.apply_mapping(table, mapping, labels=labels, date_format="%m/%d/%Y").table.frame
+    assert out["custom.FirstVisitDate"].tolist()[0] == "2024-05-31" and pd.isna(out["custom.FirstVisitDate"].iloc[1])
+    assert out["custom.n"].tolist() == ["31/05/2024", "x"]           # a label header: that field, as text

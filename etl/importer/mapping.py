@@ -255,12 +255,6 @@ class Mapped:
     source: Table
     sources: dict[str, str] = field(default_factory=dict)
 
-    def where(self, column: str | None) -> str | None:
-        """A column as the plan and messages name it: ``DOB → DateOfBirth``."""
-        if column in self.sources:
-            return f"{self.sources[column]} → {column}"
-        return column
-
 
 def text_kinds(mapping: Mapping, ignore=()) -> dict[str, str]:
     """Read every source column the mapping uses (or leaves out) as text: its cells are
@@ -356,6 +350,8 @@ def apply_mapping(table: Table, mapping: Mapping, *, labels: dict | None, ignore
                      "the report lists them)" for column, found_rows in by_column.items()]
     if problems:
         raise MappingError(_problems_message(mapping.name, problems), uncovered)
+    if mapping is NO_MAPPING and not left_out and all(s == t for s, t in targets.items()):
+        return Mapped(table, table)           # an ordinary file: read as it is
 
     data: dict[str, pd.Series] = {}
     cell_problems: list[Problem] = []
@@ -365,7 +361,8 @@ def apply_mapping(table: Table, mapping: Mapping, *, labels: dict | None, ignore
             data[target] = frame[source]
             continue
         text = translated[source] if source in translated else text_cells(frame[source])
-        series, found = _typed(text, source, target, rows, mapping.dates.get(source) or date_format, table)
+        series, found = _typed(text, source, target, rows, mapping.dates.get(source) or date_format, table,
+                               as_date=source in mapping.dates)
         data[target] = series
         cell_problems += found
         if source != target:
@@ -376,6 +373,7 @@ def apply_mapping(table: Table, mapping: Mapping, *, labels: dict | None, ignore
         cell_problems += found
         sources[target] = CONSTANT
     mapped = pd.DataFrame(data, index=frame.index)
+    mapped.attrs.update(frame.attrs)          # the export id the file carries
     where = {target: f"{source} → {target}" for target, source in sources.items()}
     renamed = dict(zip(targets, targets.values()))
     problems_out = [dataclasses.replace(p, column=where.get(renamed.get(p.column, p.column), p.column))
@@ -446,14 +444,15 @@ def _translate(text: np.ndarray, table: dict[str, str]) -> tuple[np.ndarray, lis
     return out, missing
 
 
-def _typed(text: np.ndarray, source: str, target: str, rows, date_format: str | None, table: Table):
+def _typed(text: np.ndarray, source: str, target: str, rows, date_format: str | None, table: Table, *,
+           as_date: bool = False):
     """Text cells typed as the target's kind by the codec; problems name ``source → target``.
 
     A date cell is read with the source column's [dates] format (else --date-format, else
     the file's date order, made unknown by the column's own dates when they contradict it);
-    a custom field given a [dates] format gets the date as yyyy-MM-dd."""
+    a custom field given a [dates] format (``as_date``) gets the date as yyyy-MM-dd."""
     kind = F.kind_of(target)
-    if kind == "text" and F.is_custom(target) and date_format and source != CONSTANT:
+    if kind == "text" and F.is_custom(target) and as_date:
         kind = "date"
     arr = pa.array([None if v is None or v == "" else str(v) for v in text], pa.string())
     order = table.date_order or MONTH_FIRST
@@ -479,13 +478,16 @@ def relabel(problems, sources: dict[str, str]) -> list[Problem]:
 def newest_labels(stores) -> dict | None:
     """FieldId → label of the account's custom fields, from the newest export snapshot of
     ``stores`` (``SnapshotStore``s); None when no snapshot says (unknown, not "none")."""
+    from ..state.snapshots import watermark_epoch
+
     newest = None
     for store in stores:
-        for export_id, meta in store.list():
-            stamp = (meta.get("watermark") or meta.get("started") or "", export_id)
-            if isinstance(meta.get("custom_fields"), dict) and (newest is None or stamp > newest[0]):
-                newest = (stamp, meta["custom_fields"])
-            break
+        for export_id, meta in store.list():      # newest first
+            if isinstance(meta.get("custom_fields"), dict):
+                stamp = (watermark_epoch(meta) or 0.0, export_id)
+                if newest is None or stamp > newest[0]:
+                    newest = (stamp, meta["custom_fields"])
+                break
     if newest is None:
         return None
     return {str(k): str(v or "") for k, v in newest[1].items()}
