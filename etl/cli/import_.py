@@ -198,8 +198,9 @@ def check_side_files(source: Path, paths, *, mapping: str | None = None) -> None
         clash = first_clash({"the mapping": Path(mapping), **named})
     if clash is not None:
         first, second, path = clash
-        what = (f"{second} {path} is the {first.split()[-1]} file itself: writing it would replace your file"
-                if first in ("the input file", "the mapping") else
+        read = {"the input file": "input", "the mapping": "mapping"}
+        what = (f"{second} {path} is the {read[first]} file itself: writing it would replace your file"
+                if first in read else
                 f"{first} and {second} are the same file ({path}): one would overwrite the other")
         raise PathError(f"{what}; choose another path. Nothing was written or sent")
     for label, path in named.items():
