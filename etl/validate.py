@@ -70,7 +70,8 @@ def _edit_problems(table, base, labels) -> tuple[list[Problem], list[Problem]]:
         base = base(frame)
     base_frame = base.frame if base is not None else None
     found = M.unknown_columns_problem(frame.columns, base.custom_fields if base is not None else labels,
-                                      fatal=base_frame is None or M.has_new_rows(frame))
+                                      fatal=base_frame is None or M.has_new_rows(frame),
+                                      exported=base_frame.columns if base_frame is not None else ())
     unknown = [found] if found is not None else []
     options = D.Options(date_order=table.date_order or D.MONTH_FIRST)   # as import compares them
     custom = checks.custom_field_problems(table.frame.columns, base.custom_fields if base is not None else None)

@@ -68,6 +68,8 @@ def test_the_unknown_columns_message_is_the_issues():
         "3 columns are not IntakeQ fields: Phone Number (did you mean Phone?), DOB, Insurance. Map them with "
         "--map, or leave them out with --ignore-column NAME")
     assert M.unknown_columns_problem(["FirstName", "Guid", "State", "custom.x"], None, fatal=True) is None
+    # A field the API returned that nobody registered yet is its export's own column.
+    assert M.unknown_columns(["NewApiField", "Notes"], exported=["ClientId", "NewApiField"]) == ["Notes"]
 
 
 def test_a_helper_column_in_an_edited_export_is_one_loud_warning_and_a_plan_line(sandbox, run_cli, tmp_path):
@@ -86,6 +88,13 @@ def test_a_helper_column_in_an_edited_export_is_one_loud_warning_and_a_plan_line
     assert run_cli("validate", export).exit_code == 0
     quiet = import_(run_cli, export, "--dry-run", "--ignore-column", "Notes", "--ignore-column", "Call back?")
     assert quiet.exit_code == 0 and "not IntakeQ fields" not in quiet.output
+    # With a new row the same columns are an error: nothing would say the new client lacks them.
+    write_rows(export, [*header, "Call back?", "Notes"],
+               [*rows, {"FirstName": "Amara", "LastName": "Okafor", "Email": "amara@example.net", "Notes": "x"}])
+    sandbox.log.clear()
+    refused = import_(run_cli, export, "--dry-run")
+    assert refused.exit_code == 1 and sandbox.log == []
+    assert "2 columns are not IntakeQ fields: Call back?, Notes. Map them with --map" in refused.output
 
 
 def test_a_header_that_is_a_custom_fields_label_is_that_field(sandbox, run_cli, tmp_path):

@@ -207,20 +207,23 @@ def is_known_column(column: str) -> bool:
     return column in F.BY_NAME or F.is_custom(column)
 
 
-def unknown_columns(columns) -> list[str]:
-    return [c for c in columns if not is_known_column(c)]
+def unknown_columns(columns, exported=()) -> list[str]:
+    """The columns that are no IntakeQ field; ``exported``: the base export's columns (an
+    API field nobody registered yet is an export's own column, known and read-only)."""
+    exported = set(exported)
+    return [c for c in columns if not is_known_column(c) and c not in exported]
 
 
 UNKNOWN_CHECK = "unknown_columns"
 
 
-def unknown_columns_problem(columns, labels: dict | None, *, fatal: bool) -> Problem | None:
+def unknown_columns_problem(columns, labels: dict | None, *, fatal: bool, exported=()) -> Problem | None:
     """One problem naming every column that is no IntakeQ field (None: there is none).
 
     ``fatal``: the file has no base export or holds new rows — nothing would tell the admin
     that the column's data never reached IntakeQ — so it is an error before any request;
     else (a helper column added to an export) a warning, one line naming them all."""
-    unknown = unknown_columns(columns)
+    unknown = unknown_columns(columns, exported)
     if not unknown:
         return None
     named = ", ".join(c + (f" (did you mean {s}?)" if (s := suggestion(c, labels)) else "") for c in unknown)

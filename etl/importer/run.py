@@ -84,7 +84,7 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths, *, labels
     table = mapped.table
     table.frame.index = D.by_spreadsheet_row(table)     # each row carries its row number
     mapped.source.frame.index = table.frame.index
-    if _new_rows_or_no_base(source, opts, table.frame):    # nothing to fall back on: before the schema
+    if _foreign(source, opts, table.frame):      # nothing to fall back on: said before the schema's errors
         _refuse_errors(source, _unknown_columns(table.frame.columns, labels, fatal=True), paths,
                        before="nothing was sent")
     problems = M.relabel([p for p in validate_table(table) if p.check != "probable_typo_column"], mapped.sources)
@@ -136,19 +136,18 @@ def read_through_mapping(source: Path, opts: ImportOptions, paths: Paths, labels
         raise
 
 
-def _new_rows_or_no_base(source: Path, opts: ImportOptions, frame: pd.DataFrame) -> bool:
+def _foreign(source: Path, opts: ImportOptions, frame: pd.DataFrame) -> bool:
     """A file whose unknown columns are an error before anything else is checked: ``--base
-    none``, or new rows (a file without ClientId column that names no export: a file from an
-    export that lost its ClientId column is said so by ``find_base``)."""
+    none``, or new rows in a file that names no export (another system's file). A file from
+    an export is checked once its base is known: the export's own columns are known then."""
     if is_no_base(opts.base):
         return True
-    if "ClientId" in frame.columns:
-        return M.has_new_rows(frame)
-    return named_export(source, opts.base, inside=read_export_id(source, opts.format))[0] is None
+    return M.has_new_rows(frame) and \
+        named_export(source, opts.base, inside=read_export_id(source, opts.format))[0] is None
 
 
-def _unknown_columns(columns, labels, *, fatal: bool) -> list:
-    found = M.unknown_columns_problem(columns, labels, fatal=fatal)
+def _unknown_columns(columns, labels, *, fatal: bool, exported=()) -> list:
+    found = M.unknown_columns_problem(columns, labels, fatal=fatal, exported=exported)
     return [found] if found is not None else []
 
 
@@ -188,7 +187,9 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     echo(base.how)
     # A column no IntakeQ field: an error without a base (nothing else would say its data was
     # not imported), else a helper column of an edited export, named in one loud warning.
-    unknown = _unknown_columns(frame.columns, base.custom_fields, fatal=base.frame is None)
+    exported = base.frame.columns if base.frame is not None else ()
+    unknown = _unknown_columns(frame.columns, base.custom_fields, exported=exported,
+                               fatal=base.frame is None or M.has_new_rows(frame))
     _refuse_errors(source, unknown, paths, before="nothing was sent")
     for p in unknown:
         echo(f"warning: {p.message}")
@@ -241,7 +242,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     return Prepared(source, plans, settled, base, live.strategy, client.requests_sent - reads_before,
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone,
                     reused=getattr(reader, "reused", 0), reused_from=kept_reads.reused_from if kept_reads else None,
-                    sources=mapped.sources, unknown_columns=M.unknown_columns(frame.columns))
+                    sources=mapped.sources, unknown_columns=M.unknown_columns(frame.columns, exported))
 
 
 def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:
