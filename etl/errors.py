@@ -12,7 +12,10 @@ writes its traceback to a log file in the state dir and prints one line naming i
     │                            side file, a symbolic link, a read-only folder
     ├── InputError               a file that cannot be read: encoding, ragged rows, empty,
     │   │                        binary, unknown extension, no header
-    │   └── ValidationFailed     the file reads but breaks the schema (carries the problems)
+    │   ├── ValidationFailed     the file reads but breaks the schema (carries the problems)
+    │   └── MappingError         a --map file that cannot be used: bad TOML, an unknown target
+    │                            field or custom label, a source column the file lacks, a value
+    │                            no [values] table covers (every problem at once)
     ├── ApiError                 the API answered something we cannot use
     │   ├── AuthError            401/403: "authentication failed: check INTAKEQ_API_KEY"
     │   ├── ApiUnreachable       connection refused, DNS, timeouts after retries
@@ -84,6 +87,15 @@ class InputError(EtlError):
 
 class ValidationFailed(InputError):
     """The file reads, but rows break the schema. ``problems`` lists them all."""
+
+    def __init__(self, message: str, problems=None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class MappingError(InputError):
+    """A mapping file (``--map``) that cannot be used; ``problems`` lists every one found
+    (:mod:`etl.importer.mapping`), said at once before any request."""
 
     def __init__(self, message: str, problems=None):
         super().__init__(message)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .codec import Problem, read_table
+from .codec import Problem
 
 
 def _looks_like_diagnoses(columns) -> bool:
@@ -19,8 +19,13 @@ def _looks_like_diagnoses(columns) -> bool:
 
 
 def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC",
-                  formula_guard=True, base=None, sheet=None):
+                  formula_guard=True, base=None, sheet=None, mapping=None, ignore_columns=(), labels=None):
     """Read and validate a file; returns (Table, problems, table name). Library entry point.
+
+    ``mapping`` (an ``etl.importer.mapping.Mapping``), ``ignore_columns`` and ``labels`` (the
+    account's custom fields, FieldId → label, None when unknown) read a clients file as
+    ``import --map`` does; a column that is no IntakeQ field is an error when the file has no
+    base or holds new rows, else a warning (as in ``import``).
 
     ``base`` is the export the file came from: an :class:`etl.importer.base.Base`, or a function
     that finds it from the file as read (``find_base_frame``), or None. With it, the file's
@@ -29,11 +34,15 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
     ``import``: a file called valid here is not refused by ``import``.
     """
     from . import fields
+    from .importer import mapping as M
 
-    table = read_table(path, format=format, encoding=encoding, date_format=date_format,
-                       formula_guard=formula_guard, tz=tz, sheet=sheet)
-    if _looks_like_diagnoses(table.frame.columns):
+    mapped = M.read_mapped(path, mapping, labels=labels, ignore=ignore_columns, format=format, encoding=encoding,
+                           date_format=date_format, formula_guard=formula_guard, tz=tz, sheet=sheet)
+    table = mapped.table
+    if mapping is None and _looks_like_diagnoses(table.frame.columns):
         from etl.schemas.diagnoses import validate_diagnoses
+
+        from .codec import read_table
 
         table = read_table(path, format=format, encoding=encoding, date_format=date_format,
                            formula_guard=formula_guard, tz=tz, kinds=fields.DIAGNOSIS_KINDS, sheet=sheet)
@@ -44,24 +53,40 @@ def validate_file(path, *, format=None, encoding=None, date_format=None, tz="UTC
 
     from .importer import checks
 
-    edit_problems = _edit_problems(table, base)
-    return table, checks.drop_explained(validate_table(table), edit_problems) + edit_problems, "clients"
+    schema = M.relabel([p for p in validate_table(table) if p.check != "probable_typo_column"], mapped.sources)
+    unknown, edit_problems = _edit_problems(table, base, labels)
+    return table, unknown + checks.drop_explained(schema, edit_problems) + edit_problems, "clients"
 
 
-def _edit_problems(table, base) -> list[Problem]:
+def _edit_problems(table, base, labels) -> tuple[list[Problem], list[Problem]]:
+    """(the unknown-columns problem, if any; the checks import makes on the edits)."""
     from .codec.serials import resolve_date_numbers
     from .importer import checks
     from .importer import diff as D
+    from .importer import mapping as M
 
     frame = table.frame.set_axis(D.by_spreadsheet_row(table))     # as import reads it
     if callable(base):
         base = base(frame)
     base_frame = base.frame if base is not None else None
+    found = M.unknown_columns_problem(frame.columns, base.custom_fields if base is not None else labels,
+                                      fatal=base_frame is None or M.has_new_rows(frame),
+                                      exported=base_frame.columns if base_frame is not None else ())
+    unknown = [found] if found is not None else []
     options = D.Options(date_order=table.date_order or D.MONTH_FIRST)   # as import compares them
     custom = checks.custom_field_problems(table.frame.columns, base.custom_fields if base is not None else None)
     frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base_frame)
-    return custom + date_problems + checks.edit_problems(
+    return unknown, custom + date_problems + checks.edit_problems(
         D.find_edits(frame, base_frame, options, unknown=table.unknown))
+
+
+def account_labels(state_dir: Path) -> dict | None:
+    """The account's custom fields (FieldId → label) as the state dir's newest export
+    snapshot knows them; None when there is none (no key needed: local files only)."""
+    from .importer.mapping import newest_labels
+    from .state.snapshots import SnapshotStore
+
+    return newest_labels(SnapshotStore(path=p) for p in sorted((state_dir / "accounts").glob("*/snapshots")))
 
 
 def find_base_frame(file: Path, base: str | None, state_dir: Path, frame: pd.DataFrame, *, format=None):

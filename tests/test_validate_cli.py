@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -68,11 +69,24 @@ def test_invalid_file_exit_1_and_report(run, tmp_path):
 def test_warnings_only_exit_0(run, tmp_path):
     path = tmp_path / "clients.csv"
     frame = clients_to_frame(records())
-    frame = frame.rename(columns={"Email": "Emial"})
+    frame.loc[2, "ClientId"] = pd.NA           # a new client without email or phone
+    frame.loc[2, "Email"] = pd.NA
     write_table(frame, path)
     result = run(path)
     assert result.exit_code == 0, result.output
-    assert "probable_typo_column" in result.output and "warning" in result.output
+    assert "new_client_needs_contact" in result.output and "warning" in result.output
+
+
+def test_misspelt_column_without_base_is_an_error(run, tmp_path):
+    """Issue 15: a column that is no IntakeQ field, in a file with no base, is never dropped
+    silently (it used to be a probable_typo_column warning, and exit 0)."""
+    path = tmp_path / "clients.csv"
+    write_table(clients_to_frame(records()).rename(columns={"Email": "Emial"}), path)
+    result = run(path)
+    assert result.exit_code == 1, result.output
+    assert "1 column is not an IntakeQ field: Emial (did you mean Email?)" in result.output
+    assert "[unknown_columns]" in result.output and "probable_typo_column" not in result.output
+    assert run(path, "--ignore-column", "Emial").exit_code == 0
 
 
 def test_format_option_overrides_extension(run, tmp_path):

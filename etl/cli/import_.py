@@ -49,13 +49,15 @@ from .output import exit_status_and_error, print_json_line
 @options.encoding(help="CSV text encoding  [default: utf-8, BOM accepted]")
 @options.date_format(help="strftime format of date cells, e.g. %d/%m/%Y")
 @options.sheet()
+@options.mapping()
+@options.ignore_column()
 @options.no_formula_guard(help="Keep a leading ' on cells (the file was exported without the guard).")
 @options.quiet(help="No progress bar.")
 @options.as_json(help="Print one machine-readable summary line on stdout (messages stay on stderr).")
 @click.pass_context
 def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, tags, blank, prefer,
             skip_invalid, wait, no_wait_for_others, yes, restart, timezone, fmt, encoding, date_format, sheet,
-            no_formula_guard, quiet, as_json):
+            mapping, ignore_columns, no_formula_guard, quiet, as_json):
     """Import FILE (CSV, Parquet or XLSX) into IntakeQ.
 
     The file is read and validated first (nothing is sent if it is invalid), compared
@@ -80,9 +82,10 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
     app = ctx.obj
     opts = I.ImportOptions(tags=tags, blank=blank, prefer_file=prefer == "file", skip_invalid=skip_invalid,
                            base=base, timezone=timezone, format=fmt, encoding=encoding,
-                           date_format=date_format, formula_guard=not no_formula_guard, sheet=sheet)
+                           date_format=date_format, formula_guard=not no_formula_guard, sheet=sheet,
+                           mapping=mapping, ignore_columns=tuple(ignore_columns))
     paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report)
-    check_side_files(file, paths)            # before anything is written or sent
+    check_side_files(file, paths, mapping=mapping)      # before anything is written or sent
     asked_results = paths.results
     run = None
     try:
@@ -181,7 +184,7 @@ SIDE_FILE_LABELS = {"checkpoint": "--checkpoint", "results": "--results", "plan"
                     "report": "--report", "rejects": "the rejects file"}
 
 
-def check_side_files(source: Path, paths) -> None:
+def check_side_files(source: Path, paths, *, mapping: str | None = None) -> None:
     """Refuse side files that would destroy something, before anything is written or sent.
 
     Seen: ``--results`` naming the edited spreadsheet replaced it with the results. So no
@@ -191,10 +194,13 @@ def check_side_files(source: Path, paths) -> None:
     """
     named = {SIDE_FILE_LABELS[name]: Path(getattr(paths, name)) for name in SIDE_FILE_LABELS}
     clash = first_clash({"the input file": source, **named})
+    if clash is None and mapping:
+        clash = first_clash({"the mapping": Path(mapping), **named})
     if clash is not None:
         first, second, path = clash
-        what = (f"{second} {path} is the input file itself: writing it would replace your file"
-                if first == "the input file" else
+        read = {"the input file": "input", "the mapping": "mapping"}
+        what = (f"{second} {path} is the {read[first]} file itself: writing it would replace your file"
+                if first in read else
                 f"{first} and {second} are the same file ({path}): one would overwrite the other")
         raise PathError(f"{what}; choose another path. Nothing was written or sent")
     for label, path in named.items():

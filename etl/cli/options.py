@@ -10,7 +10,7 @@ output of ``export`` and the input of ``import`` and ``validate``)::
     def import_(ctx, ..., fmt, ..., quiet): ...
 
 The parameters are always named ``fmt``, ``encoding``, ``date_format``, ``timezone``,
-``no_formula_guard``, ``sheet``, ``quiet`` and ``as_json``.
+``no_formula_guard``, ``sheet``, ``quiet``, ``as_json``, ``mapping`` and ``ignore_columns``.
 """
 from __future__ import annotations
 
@@ -63,3 +63,20 @@ def quiet(*, help: str):
 def as_json(*, help: str):
     """``--json``: one machine-readable line on stdout (parameter ``as_json``)."""
     return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+MAP_HELP = ("Read FILE through a mapping (TOML: [columns], [dates], [values.FIELD], [constants], [ignore]); "
+            "`intakeq-etl map FILE` proposes one.")
+IGNORE_COLUMN_HELP = "Leave this column of FILE out on purpose (repeatable); any other column that is not an " \
+                     "IntakeQ field is an error in a file with new rows or no base."
+
+
+def mapping(*, help: str = MAP_HELP):
+    """``--map MAPPING.toml``: read the file through a mapping (``etl.importer.mapping``)."""
+    return click.option("--map", "mapping", type=click.Path(dir_okay=False, path_type=str), default=None,
+                        metavar="MAPPING.toml", help=help)
+
+
+def ignore_column(*, help: str = IGNORE_COLUMN_HELP):
+    """``--ignore-column NAME`` (repeatable): a source column left out on purpose."""
+    return click.option("--ignore-column", "ignore_columns", multiple=True, metavar="NAME", help=help)

@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from ..codec import ERROR, Problem
-from ..errors import EXIT_OK, EtlError, ValidationFailed
+from ..errors import EXIT_OK, EtlError, MappingError, ValidationFailed
 from ..importer import checks
+from ..importer.mapping import load_mapping
 from ..importer.reports import write_report
-from ..validate import find_base_frame, validate_file
+from ..validate import account_labels, find_base_frame, validate_file
 from . import options
 from .output import exit_status_and_error, print_json_line
 
@@ -66,9 +67,12 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
 @click.option("--base", help="The export FILE came from (an export folder or id; 'none': no base), to check "
                              "its edits as import will  [default: the id inside FILE (XLSX, Parquet), else "
                              "the manifest beside FILE]")
+@options.mapping()
+@options.ignore_column()
 @options.as_json(help="Print one machine-readable summary line on stdout (the summary moves to stderr).")
 @click.pass_context
-def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula_guard, sheet, base, as_json):
+def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula_guard, sheet, base, mapping,
+             ignore_columns, as_json):
     """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
 
     Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
@@ -85,8 +89,17 @@ def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula
             found["base"] = find_base_frame(file, base, ctx.obj.state_dir, frame, format=fmt)
             return found["base"]
 
-        table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
-                                              tz=timezone, formula_guard=guard_on, base=base_of, sheet=sheet)
+        try:
+            table, problems, what = validate_file(
+                file, format=fmt, encoding=encoding, date_format=date_format, tz=timezone, formula_guard=guard_on,
+                base=base_of, sheet=sheet, mapping=load_mapping(mapping) if mapping else None,
+                ignore_columns=ignore_columns, labels=account_labels(ctx.obj.state_dir))
+        except MappingError as exc:
+            if report is not None and exc.problems:
+                write_report(exc.problems, report, formula_guard=guard_on)
+                written.append(report)
+                raise MappingError(f"{exc.message}\nreport: {report}", exc.problems) from None
+            raise
         checked = (table, problems, what)
         if table.sheet is not None:
             click.echo(f"sheet: {table.sheet}", err=as_json)

@@ -1,6 +1,7 @@
 """The import pipeline, one module per step (see README, "How it works"):
 
-options (ImportOptions, Paths, the checkpoint's rules) → run (read, validate, prepare,
+options (ImportOptions, Paths, the checkpoint's rules) → mapping (``--map``: another
+system's file read with IntakeQ's headers; ``proposal``: what ``map`` proposes) → run (read, validate, prepare,
 run_import; outcome: exit status and closing lines) → base (the export the file came from)
 → diff (pure: base, file, live → RowPlans) with matching (IntakeQ's create-or-match rule)
 and checks (before any request)

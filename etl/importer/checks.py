@@ -138,7 +138,7 @@ def warning_lines(problems: Iterable[Problem], *, examples: int = 3) -> list[str
         shown = ", ".join(str(r) for r in rows[:examples]) + (", …" if len(rows) > examples else "")
         where = f"{column}: " if column else ""
         count = f"{len(items)} row(s)" + (f" (rows {shown})" if rows else "")
-        lines.append(f"{where}{message} [{check}]: {count}")
+        lines.append(f"{where}{message} [{check}]" + (f": {count}" if rows else ""))
     return lines
 
 

@@ -28,6 +28,8 @@ class ImportOptions:
     date_format: str | None = None
     formula_guard: bool = True
     sheet: str | None = None         # the XLSX sheet to read (None: the one with ClientId)
+    mapping: str | None = None       # --map: a mapping file (etl.importer.mapping)
+    ignore_columns: tuple = ()       # --ignore-column: source columns left out on purpose
 
     def diff_options(self) -> D.Options:
         return D.Options(blank=self.blank, tags=self.tags, prefer_file=self.prefer_file,
@@ -48,6 +50,10 @@ class ImportOptions:
                     "formula_guard": self.formula_guard}
         if self.sheet is not None:     # only when given: checkpoints of earlier versions stay valid
             identity["sheet"] = self.sheet
+        if self.mapping is not None:   # the mapping's bytes: an edited mapping reads the file anew
+            identity["mapping"] = _digest(Path(self.mapping))
+        if self.ignore_columns:
+            identity["ignore_columns"] = sorted(self.ignore_columns)
         return identity
 
 
@@ -74,6 +80,13 @@ class Paths:
                    plan=Path(plan or f"{stem}.plan.csv"),
                    report=Path(report or f"{stem}.report.csv"),
                    rejects=Path(rejects or f"{stem}.rejects.csv"))
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def plan_identity(source: Path, opts: ImportOptions) -> str:

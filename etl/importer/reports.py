@@ -89,18 +89,34 @@ def _day(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def write_plan(path: Path, plans: list[RowPlan]) -> Path:
-    return write_csv(path, PLAN_COLUMNS, plan_lines(plans))
+SOURCE_COLUMN = "source_column"     # a mapped import's plan: the file's column each field came from
+UNKNOWN_NOTE = "not an IntakeQ field: never sent"
 
 
-def write_results(path: Path, results: Iterable[RowResult]) -> Path:
-    return write_csv(path, RESULT_COLUMNS, (
-        [r.row, r.client_id, r.status, "; ".join(r.fields), r.message]
-        for r in sorted(results, key=lambda r: r.row)))
+def write_plan(path: Path, plans: list[RowPlan], *, sources: dict | None = None, unknown_columns=()) -> Path:
+    """The plan file. With ``--map`` (``sources``: field -> source column) each line also
+    names the source column; columns that are no IntakeQ field get one line each."""
+    lines = [*plan_lines(plans), *([None, None, "ignored", c, "", "", "", UNKNOWN_NOTE] for c in unknown_columns)]
+    if not sources:
+        return write_csv(path, PLAN_COLUMNS, lines)
+    field_at = PLAN_COLUMNS.index("field")
+    return write_csv(path, [*PLAN_COLUMNS, SOURCE_COLUMN],
+                     ([*line, sources.get(line[field_at], "")] for line in lines))
+
+
+def write_results(path: Path, results: Iterable[RowResult], *, sources: dict | None = None) -> Path:
+    """The results file; with ``--map``, a last column names the source column of each field."""
+    rows = sorted(results, key=lambda r: r.row)
+    if not sources:
+        return write_csv(path, RESULT_COLUMNS, ([r.row, r.client_id, r.status, "; ".join(r.fields), r.message]
+                                                for r in rows))
+    return write_csv(path, [*RESULT_COLUMNS, "source_columns"], (
+        [r.row, r.client_id, r.status, "; ".join(r.fields), r.message,
+         "; ".join(sources.get(f, f) for f in r.fields)] for r in rows))
 
 
 def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir: Path,
-                               say: Callable[[str], None]) -> Path:
+                               say: Callable[[str], None], *, sources: dict | None = None) -> Path:
     """Write the results file where ``paths.results`` says or, when that fails (a full
     disk, a read-only folder), into the account's state dir; say where.
 
@@ -109,13 +125,13 @@ def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir:
     """
     results = list(results)
     try:
-        return write_results(paths.results, results)
+        return write_results(paths.results, results, sources=sources)
     except OSError as exc:
         reason = exc.strerror or str(exc)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     elsewhere = Path(account_dir) / "results" / f"{paths.results.stem}-{stamp}.csv"
     make_private_dirs(elsewhere.parent)
-    write_results(elsewhere, results)
+    write_results(elsewhere, results, sources=sources)
     say(f"warning: the results file could not be written to {paths.results} ({reason}); "
         f"it was written to {elsewhere} instead")
     paths.results = elsewhere

@@ -17,13 +17,14 @@ import pandas as pd
 from ..codec import damage as DMG
 from ..codec.export_id import read_export_id
 from ..codec.serials import resolve_date_numbers
-from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, ValidationFailed
+from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, MappingError, ValidationFailed
 from ..hooks import Hooks as BaseHooks
 from ..state.lock import checkpoint_lock
 from ..state.snapshots import SnapshotStore
 from . import applied, checks
 from . import diff as D
-from .base import Base, find_base
+from . import mapping as M
+from .base import Base, find_base, is_no_base, named_export
 from .checkpoint import Checkpoint, RowState
 from .live import fetch_live, live_custom_fields, plan_reads
 from .matching import fold
@@ -48,6 +49,8 @@ class Prepared:
     timezone: str = "UTC"
     reused: int = 0                   # requests kept reads saved (reads.ReadThrough)
     reused_from: str | None = None    # whose reads: "the dry run", "earlier runs"
+    sources: dict[str, str] = field(default_factory=dict)   # IntakeQ field -> source column (--map)
+    unknown_columns: list[str] = field(default_factory=list)   # columns that are no field: never sent
 
     @property
     def todo(self) -> list[D.RowPlan]:
@@ -71,16 +74,23 @@ class Prepared:
 # --------------------------------------------------------------------------- reading
 
 
-def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
-    """Read the file through the codec and validate it. Raises ValidationFailed (nothing sent)."""
+def read_and_validate(source: Path, opts: ImportOptions, paths: Paths, *, labels: dict | None = None):
+    """Read the file through the codec (and ``--map``) and validate it. Raises
+    ValidationFailed or MappingError (nothing sent). ``labels``: the account's custom fields
+    (FieldId → label) as the newest snapshot knows them, None when unknown.
+
+    Returns (table, frame, warnings, rejected, mapped): ``mapped`` says which source column
+    each mapped field came from (``mapping.Mapped``)."""
     from etl.schemas.clients import validate_table
 
-    from ..codec import read_table
-
-    table = read_table(source, format=opts.format, encoding=opts.encoding, date_format=opts.date_format,
-                       formula_guard=opts.formula_guard, tz=opts.timezone, sheet=opts.sheet)
+    mapped = read_through_mapping(source, opts, paths, labels)
+    table = mapped.table
     table.frame.index = D.by_spreadsheet_row(table)     # each row carries its row number
-    problems = validate_table(table)
+    mapped.source.frame.index = table.frame.index
+    if _foreign(source, opts, table.frame):      # nothing to fall back on: said before the schema's errors
+        _refuse_errors(source, _unknown_columns(table.frame.columns, labels, fatal=True), paths,
+                       before="nothing was sent")
+    problems = M.relabel([p for p in validate_table(table) if p.check != "probable_typo_column"], mapped.sources)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     frame = table.frame
@@ -102,13 +112,46 @@ def read_and_validate(source: Path, opts: ImportOptions, paths: Paths):
             value = f" ({p.value!r})" if p.value not in (None, "") else ""
             rejected.setdefault(p.row, []).append(f"{p.column}{value}: {p.message}" if p.column else p.message)
         keep = [i for i in frame.index if int(i) not in bad_rows]
-        rejects = frame.drop(index=keep)
+        rejects = mapped.source.frame.drop(index=keep)       # the source row as it was, not as mapped
         from .reports import write_rejects
 
         write_rejects(paths.rejects, rejects, rejected)
         paths.wrote(paths.rejects)
         frame = frame.loc[keep]
-    return table, frame, warnings, rejected
+    return table, frame, warnings, rejected, mapped
+
+
+def read_through_mapping(source: Path, opts: ImportOptions, paths: Paths, labels: dict | None) -> M.Mapped:
+    """The file read by the codec through ``--map`` (and ``--ignore-column``, label headers);
+    a mapping that cannot be used stops here, its cell problems in the report."""
+    try:
+        mapping = M.load_mapping(opts.mapping) if opts.mapping else None
+        return M.read_mapped(source, mapping, labels=labels, ignore=opts.ignore_columns, format=opts.format,
+                             encoding=opts.encoding, date_format=opts.date_format,
+                             formula_guard=opts.formula_guard, tz=opts.timezone, sheet=opts.sheet)
+    except MappingError as exc:
+        if exc.problems:
+            from .reports import write_report
+
+            write_report(exc.problems, paths.report)
+            paths.wrote(paths.report)
+            raise MappingError(f"{exc.message}\nFull report: {paths.report}", exc.problems) from None
+        raise
+
+
+def _foreign(source: Path, opts: ImportOptions, frame: pd.DataFrame) -> bool:
+    """A file whose unknown columns are an error before anything else is checked: ``--base
+    none``, or new rows in a file that names no export (another system's file). A file from
+    an export is checked once its base is known: the export's own columns are known then."""
+    if is_no_base(opts.base):
+        return True
+    return M.has_new_rows(frame) and \
+        named_export(source, opts.base, inside=read_export_id(source, opts.format))[0] is None
+
+
+def _unknown_columns(columns, labels, *, fatal: bool, exported=()) -> list:
+    found = M.unknown_columns_problem(columns, labels, fatal=fatal, exported=exported)
+    return [found] if found is not None else []
 
 
 def _describe(p) -> str:
@@ -134,8 +177,10 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     """
     echo = echo or Hooks().say
     source = Path(source)
-    table, frame, warnings, rejected = read_and_validate(source, opts, paths)
-    base = find_base(source, opts.base, SnapshotStore(settings), table.frame,   # local files: no request
+    store = SnapshotStore(settings)
+    table, frame, warnings, rejected, mapped = read_and_validate(source, opts, paths,
+                                                                 labels=M.newest_labels([store]))
+    base = find_base(source, opts.base, store, table.frame,   # local files: no request
                      inside=read_export_id(source, opts.format))
     opts = dataclasses.replace(opts, timezone=opts.timezone or base.timezone or "UTC")
     if table.sheet is not None:
@@ -143,6 +188,14 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     for note in table.notes:
         echo("note: " + note)
     echo(base.how)
+    # A column no IntakeQ field: an error without a base (nothing else would say its data was
+    # not imported), else a helper column of an edited export, named in one loud warning.
+    exported = base.frame.columns if base.frame is not None else ()
+    unknown = _unknown_columns(frame.columns, base.custom_fields, exported=exported,
+                               fatal=base.frame is None or M.has_new_rows(frame))
+    _refuse_errors(source, unknown, paths, before="nothing was sent")
+    for p in unknown:
+        echo(f"warning: {p.message}")
     _refuse_errors(source, checks.custom_field_problems(frame.columns, base.custom_fields), paths,
                    before="nothing was sent")
     frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base.frame)
@@ -194,7 +247,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
                                                 else p.action, (), p.message))
     return Prepared(source, plans, settled, base, live.strategy, client.requests_sent - reads_before,
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone,
-                    reused=getattr(reader, "reused", 0), reused_from=kept_reads.reused_from if kept_reads else None)
+                    reused=getattr(reader, "reused", 0), reused_from=kept_reads.reused_from if kept_reads else None,
+                    sources=mapped.sources, unknown_columns=M.unknown_columns(frame.columns, exported))
 
 
 def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:
@@ -423,7 +477,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     from .apply import ApplyOutcome, apply_plan
     from .reports import write_plan, write_results_or_elsewhere
 
-    write_plan(paths.plan, prepared.plans)
+    write_plan(paths.plan, prepared.plans, sources=prepared.sources, unknown_columns=prepared.unknown_columns)
     paths.wrote(paths.plan)
     est = estimate(prepared, client, settings)
     if not dry_run:
@@ -433,7 +487,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     if dry_run or not todo:
         if not dry_run:
             paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
-                                                   hooks.say))
+                                                   hooks.say, sources=prepared.sources))
         return RunOutcome(prepared, dict(prepared.results), dry_run=dry_run)
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
@@ -458,7 +512,8 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         for plan in todo:
             results.setdefault(plan.row, RowResult(plan.row, outcome.with_client(plan).client_id, "pending", (),
                                                    "not sent yet: run the same command again"))
-        paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say))
+        paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say,
+                                               sources=prepared.sources))
     return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
 
 
