@@ -142,6 +142,7 @@ class RowPlan:
     body: dict | None = None        # the full profile to POST (None: no save)
     message: str = ""
     name_key: tuple[str, str] | None = None   # (first, last) of a create, to recognise it later
+    name: str = ""                  # the client's name as IntakeQ holds it (a create: as the file gives it)
 
     @property
     def writes(self) -> int:
@@ -491,7 +492,7 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
                          if _our_last_tag_op(written, edit.client_id, t) != "-")
     plan = RowPlan(edit.row, edit.client_id, UPDATE, changes=changes, tag_adds=adds,
                    tag_removes=removes, ignored=edit.ignored, damage=tuple(damage), kept=kept,
-                   message=_matched_note(edit))
+                   message=_matched_note(edit), name=display_name(live_record))
     if conflicts:
         plan.action, plan.conflicts = CONFLICT, conflicts
         plan.changes, plan.tag_adds, plan.tag_removes = [], [], []
@@ -550,7 +551,16 @@ def _plan_create(edit: RowEdit, options: Options) -> RowPlan:
     tags = sorted(edit.tags_exact if edit.tags_exact is not None else edit.tags_add)
     return RowPlan(edit.row, None, CREATE, changes=[Change(c, None, v) for c, v in values.items()],
                    tag_adds=tags, body=body,
-                   name_key=(fold(values.get("FirstName")), fold(values.get("LastName"))))
+                   name_key=(fold(values.get("FirstName")), fold(values.get("LastName"))),
+                   name=display_name(values))
+
+
+def display_name(record: dict) -> str:
+    """A client's name for people (the review files): ``Name``, else first and last name."""
+    name = plain(record.get("Name"))
+    if name:
+        return str(name)
+    return " ".join(str(p) for p in (plain(record.get("FirstName")), plain(record.get("LastName"))) if p)
 
 
 def _matched_note(edit: RowEdit) -> str:
