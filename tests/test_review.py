@@ -201,7 +201,7 @@ def test_every_import_writes_the_review_files_beside_the_plan(sandbox, run_cli, 
         assert file.stat().st_mode & 0o777 == 0o600, file
     lines = result.stderr.splitlines()
     assert "changes by field: Email 1 · Tags +1" in lines
-    assert f"review: {workbook} and {page} (what changes, client by client)" in lines
+    assert f"review: {workbook} and {page}" == lines[-2]      # then "dry run: ..."
     ws = load_workbook(workbook)["Changes"]
     assert [c.value for c in ws["A"]][1:] == [int(rows[0]["ClientId"]), int(rows[1]["ClientId"]),
                                              int(rows[2]["ClientId"])]

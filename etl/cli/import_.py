@@ -288,7 +288,7 @@ def _print_plan(prepared, est: dict, paths, settings) -> None:
     ui.say(f"plan file: {paths.plan}")
     review = [str(path) for path in paths.review_files.values() if path in paths.written]
     if review:
-        ui.say(f"review: {' and '.join(review)} (what changes, client by client)")
+        ui.say(f"review: {' and '.join(review)}")
 
 
 def _count_statuses(results) -> dict[str, int]:

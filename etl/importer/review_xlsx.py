@@ -60,9 +60,11 @@ def _changes_sheet(wb, model: ReviewModel) -> None:
             if cell is None:
                 row.append(None)
                 continue
-            comment = Comment(sheet_text(cell.comment, formula_guard=False), COMMENT_AUTHOR)
-            comment.width, comment.height = 300, 120
-            row.append(text_cell(ws, sheet_text(cell.new), fill=fills[cell.kind], comment=comment))
+            style = {"fill": fills[cell.kind]}
+            if cell.kind != CREATE:        # a new client's cells have nothing old to tell (and comments are slow)
+                style["comment"] = Comment(sheet_text(cell.comment, formula_guard=False), COMMENT_AUTHOR,
+                                           width=300, height=120)
+            row.append(text_cell(ws, sheet_text(cell.new), **style))
         row.append(_plain(ws, client.note))
         rows.append(row)
     _fill(ws, header, rows, freeze="C2")
