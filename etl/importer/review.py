@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .. import fields as F
 from ..clock import format_duration
 from . import diff as D
 from .reports import DAMAGE_NOTES, plan_cell
@@ -237,12 +238,9 @@ def _name_of(p: D.RowPlan) -> str:
 
 
 def _field_order(clients: list[ClientChange]) -> list[str]:
-    """Every changed field once, in order of first appearance; Tags last."""
-    seen: dict[str, None] = {}
-    for c in clients:
-        for cell in c.cells:
-            seen.setdefault(cell.field, None)
-    return [f for f in seen if f != "Tags"] + (["Tags"] if "Tags" in seen else [])
+    """Every changed field once, in the export's column order; Tags last."""
+    seen = {cell.field for c in clients for cell in c.cells}
+    return [f for f in F.order_columns(seen) if f != "Tags"] + (["Tags"] if "Tags" in seen else [])
 
 
 def _kept_cells(p: D.RowPlan) -> list[KeptCell]:
