@@ -202,9 +202,12 @@ def test_every_import_writes_the_review_files_beside_the_plan(sandbox, run_cli, 
     lines = result.stderr.splitlines()
     assert "changes by field: Email 1 · Tags +1" in lines
     assert f"review: {workbook} and {page}" == lines[-2]      # then "dry run: ..."
-    ws = load_workbook(workbook)["Changes"]
-    assert [c.value for c in ws["A"]][1:] == [int(rows[0]["ClientId"]), int(rows[1]["ClientId"]),
-                                             int(rows[2]["ClientId"])]
+    book = load_workbook(workbook)
+    assert [c.value for c in book["Changes"]["A"]][1:] == [int(rows[0]["ClientId"]), int(rows[1]["ClientId"]),
+                                                           int(rows[2]["ClientId"])]
+    kept = [[c.value for c in row] for row in book["Kept"].iter_rows(min_row=2)]
+    assert kept == [[2, int(rows[0]["ClientId"]), SCRIPT_NAME, "Name", SCRIPT_NAME, rows[0]["Name"],
+                     "changed in IntakeQ since the export (a staff edit): IntakeQ's value stays"]]
 
 
 def test_no_review_writes_only_the_plan(sandbox, run_cli, tmp_path):

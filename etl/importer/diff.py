@@ -85,6 +85,16 @@ class Kept:
     at: float          # when it wrote it (epoch seconds)
 
 
+@dataclass(frozen=True)
+class StaffKept:
+    """A cell the file holds as exported while IntakeQ holds another value that no import
+    of ours wrote (a staff edit since the export): IntakeQ's value stays (the review lists it)."""
+
+    field: str
+    file: Any          # the file's cell (= the exported value, or blank with --blank keep)
+    live: Any          # what IntakeQ holds, and keeps
+
+
 @dataclass
 class RowEdit:
     """What one file row asks for, before live data is known."""
@@ -102,6 +112,8 @@ class RowEdit:
     damage: tuple[DMG.Damage, ...] = ()   # cells a spreadsheet reformatted: the exported value stays
     kept: tuple[Kept, ...] = ()     # cells an earlier import changed in IntakeQ: its value stays
     reverts: tuple[Kept, ...] = ()  # such cells to set back to the export (--prefer file)
+    unedited: dict[str, tuple[Any, Any]] = field(default_factory=dict)   # column -> (file, base) of the
+    #                                 writable cells a row with edits holds as exported: staff edits there stay
 
     @property
     def needs_live(self) -> bool:
@@ -139,6 +151,7 @@ class RowPlan:
     ignored: tuple[Ignored, ...] = ()
     damage: tuple[DMG.Damage, ...] = ()
     kept: tuple[Kept, ...] = ()
+    staff_kept: tuple[StaffKept, ...] = ()   # cells staff changed since the export: their value stays
     body: dict | None = None        # the full profile to POST (None: no save)
     message: str = ""
     name_key: tuple[str, str] | None = None   # (first, last) of a create, to recognise it later
@@ -226,7 +239,9 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
             ignored = tuple(Ignored(c, plain(base_row[c]), plain(file[c].iat[pos]))
                             for c in read_only if differs[c][pos])
             edit = _three_way_row(file, pos, rows[pos], cid, base_row, changed, has_tags and "Tags" not in skip,
-                                  options, ignored=ignored, damage=damage.get(pos, ()))
+                                  options, ignored=ignored, damage=damage.get(pos, ()),
+                                  unedited=_unedited(file, pos, base_row, writable, changed,
+                                                     skip | {d.column for d in damage.get(pos, ())}))
             edits.append(_with_earlier_writes(edit, file, pos, base_row, earlier, options, skip))
             continue
         if cid is None:
@@ -307,8 +322,15 @@ def _changed_cells(file, pos, row, base_row, writable, options) -> tuple[list[st
     return changed, tuple(damage)
 
 
+def _unedited(file, pos, base_row, writable, changed, skip) -> dict[str, tuple[Any, Any]]:
+    """(file, base) of the writable cells of an edited row that hold their exported value."""
+    left = set(changed) | set(skip)
+    return {c: (plain(file[c].iat[pos]), plain(base_row[c])) for c in writable
+            if c not in left and c in base_row.index}
+
+
 def _three_way_row(file, pos, row, cid, base_row, changed, has_tags, options, *, ignored=(), damage=(),
-                   matched_by=None):
+                   matched_by=None, unedited=None):
     values = {c: _to_send(c, file[c].iat[pos]) for c in changed}
     base_values = {c: plain(base_row[c]) if c in base_row.index else None for c in changed}
     tags_add = tags_remove = frozenset()
@@ -323,7 +345,7 @@ def _three_way_row(file, pos, row, cid, base_row, changed, has_tags, options, *,
             tags_remove = frozenset(base_tags - file_tags)
     return RowEdit(index=pos, row=row, client_id=int(cid), values=values, base=base_values,
                    tags_add=tags_add, tags_remove=tags_remove, ignored=ignored, matched_by=matched_by,
-                   damage=damage)
+                   damage=damage, unedited=unedited or {})
 
 
 def _tag_damage(row: int, file_tags: set[str], base_tags: set[str]) -> tuple[DMG.Damage, ...]:
@@ -492,7 +514,8 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
                          if _our_last_tag_op(written, edit.client_id, t) != "-")
     plan = RowPlan(edit.row, edit.client_id, UPDATE, changes=changes, tag_adds=adds,
                    tag_removes=removes, ignored=edit.ignored, damage=tuple(damage), kept=kept,
-                   message=_matched_note(edit), name=display_name(live_record))
+                   staff_kept=_staff_kept(edit, live_row, written), message=_matched_note(edit),
+                   name=display_name(live_record))
     if conflicts:
         plan.action, plan.conflicts = CONFLICT, conflicts
         plan.changes, plan.tag_adds, plan.tag_removes = [], [], []
@@ -503,6 +526,30 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
     if plan.writes == 0:
         plan.action = UNCHANGED
     return plan
+
+
+def _staff_kept(edit: RowEdit, live_row: pd.Series, written: dict[tuple[int, str], Written]
+                ) -> tuple[StaffKept, ...]:
+    """The cells of ``edit`` held as exported whose live value staff changed since the export
+    (not an import of ours): the merge keeps them; the review shows them."""
+    if not edit.unedited:
+        return ()
+    live = live_row.to_dict()
+    out = []
+    for col, (file_value, base_value) in edit.unedited.items():
+        current = plain(live.get(col))
+        if _plainly_equal(current, base_value):      # most cells: no normalising needed
+            continue
+        if _staff_changed(col, current, base_value, written.get((edit.client_id, col))):
+            out.append(StaffKept(col, file_value, current))
+    return tuple(out)
+
+
+def _plainly_equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
 
 
 def tag_op_field(tag: str, add: bool) -> str:

@@ -245,8 +245,11 @@ def _field_order(clients: list[ClientChange]) -> list[str]:
 
 def _kept_cells(p: D.RowPlan) -> list[KeptCell]:
     name = p.name or _name_of(p)
-    out = [KeptCell(p.row, p.client_id, name, k.field, text(k.written), text(k.file),
-                    "changed in IntakeQ by an earlier import; --prefer file sets it back") for k in p.kept]
+    out = [KeptCell(p.row, p.client_id, name, s.field, text(s.live), text(s.file),
+                    "changed in IntakeQ since the export (a staff edit): IntakeQ's value stays")
+           for s in p.staff_kept]
+    out += [KeptCell(p.row, p.client_id, name, k.field, text(k.written), text(k.file),
+                     "changed in IntakeQ by an earlier import; --prefer file sets it back") for k in p.kept]
     out += [KeptCell(p.row, p.client_id, name, d.column, text(d.base_value), text(d.file_value),
                      DAMAGE_NOTES[d.kind]) for d in p.damage]
     out += [KeptCell(p.row, p.client_id, name, i.field, text(i.old), text(i.new),
