@@ -169,6 +169,7 @@ def test_the_page_shows_at_most_the_cell_limit_and_says_so():
     assert 'data-clients="2" data-cells="4"' in page      # whole clients: 3 + 1 cells, the next has 2
     assert "the first 4 of 7 changed cells (2 of 4 clients); the workbook beside it holds them all" in page
     assert 'id="cut"' not in render_page(model)
+    assert "No client changes" in render_page(build_review([D.RowPlan(2, 1, D.UNCHANGED)], sample_summary()))
 
 
 # --------------------------------------------------------------------------- through the CLI
