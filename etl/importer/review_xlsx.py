@@ -29,7 +29,7 @@ def write_workbook(path: Path, model: ReviewModel) -> Path:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
-    _sheet(wb, "Summary", ["", "value"], [[label, value] for label, value in model.summary], freeze="B2")
+    _sheet(wb, "Summary", ["what", "value"], [[label, value] for label, value in model.summary], freeze="B2")
     _changes_sheet(wb, model)
     _sheet(wb, "Kept", ["row", "ClientId", "name", "field", "kept value", "file value", "why"],
            [[k.row, k.client_id, k.name, k.field, k.kept, k.file, k.why] for k in model.kept])
