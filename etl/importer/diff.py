@@ -112,8 +112,8 @@ class RowEdit:
     damage: tuple[DMG.Damage, ...] = ()   # cells a spreadsheet reformatted: the exported value stays
     kept: tuple[Kept, ...] = ()     # cells an earlier import changed in IntakeQ: its value stays
     reverts: tuple[Kept, ...] = ()  # such cells to set back to the export (--prefer file)
-    unedited: dict[str, tuple[Any, Any]] = field(default_factory=dict)   # column -> (file, base) of the
-    #                                 writable cells a row with edits holds as exported: staff edits there stay
+    unedited: dict[str, tuple[Any, Any]] = field(default_factory=dict)   # column -> (file, base), raw, of
+    #                   the writable cells a row with edits holds as exported: staff edits there stay (review)
 
     @property
     def needs_live(self) -> bool:
@@ -239,9 +239,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
             ignored = tuple(Ignored(c, plain(base_row[c]), plain(file[c].iat[pos]))
                             for c in read_only if differs[c][pos])
             edit = _three_way_row(file, pos, rows[pos], cid, base_row, changed, has_tags and "Tags" not in skip,
-                                  options, ignored=ignored, damage=damage.get(pos, ()),
-                                  unedited=_unedited(file, pos, base_row, writable, changed,
-                                                     skip | {d.column for d in damage.get(pos, ())}))
+                                  options, ignored=ignored, damage=damage.get(pos, ()))
             edits.append(_with_earlier_writes(edit, file, pos, base_row, earlier, options, skip))
             continue
         if cid is None:
@@ -256,7 +254,27 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
                                             matched_by="base: " + how, damage=cell_damage))
                 continue
         edits.append(_two_way_row(file, pos, rows[pos], cid, writable, has_tags, options, skip=skip))
-    return edits
+    return _with_unedited(edits, file, base_by_id, writable, unknown_at)
+
+
+def _with_unedited(edits: list[RowEdit], file, base_by_id, writable, unknown_at) -> list[RowEdit]:
+    """Give each exported row that edits something (and so is planned against live) its cells
+    held as exported: (file, base) by column, raw; the plan tells staff edits there
+    (``_staff_kept``). One bulk look-up of the rows, not one per cell."""
+    todo = [i for i, e in enumerate(edits) if e.base is not None and e.matched_by is None and e.needs_live
+            and e.client_id in base_by_id.index]
+    cols = [c for c in writable if c in base_by_id.columns]
+    if not todo or not cols:
+        return edits
+    file_rows = file[cols].iloc[[edits[i].index for i in todo]].to_numpy(dtype=object)
+    base_rows = base_by_id.loc[[edits[i].client_id for i in todo], cols].to_numpy(dtype=object)
+    out = list(edits)
+    for i, file_row, base_row in zip(todo, file_rows, base_rows):
+        e = edits[i]
+        left = set(e.values) | unknown_at.get(e.index, frozenset()) | {d.column for d in e.damage}
+        out[i] = dataclasses.replace(e, unedited={c: (f, b) for c, f, b in zip(cols, file_row, base_row)
+                                                  if c not in left})
+    return out
 
 
 def _unknown_by_position(unknown, rows: list[int]) -> dict[int, frozenset]:
@@ -322,15 +340,8 @@ def _changed_cells(file, pos, row, base_row, writable, options) -> tuple[list[st
     return changed, tuple(damage)
 
 
-def _unedited(file, pos, base_row, writable, changed, skip) -> dict[str, tuple[Any, Any]]:
-    """(file, base) of the writable cells of an edited row that hold their exported value."""
-    left = set(changed) | set(skip)
-    return {c: (plain(file[c].iat[pos]), plain(base_row[c])) for c in writable
-            if c not in left and c in base_row.index}
-
-
 def _three_way_row(file, pos, row, cid, base_row, changed, has_tags, options, *, ignored=(), damage=(),
-                   matched_by=None, unedited=None):
+                   matched_by=None):
     values = {c: _to_send(c, file[c].iat[pos]) for c in changed}
     base_values = {c: plain(base_row[c]) if c in base_row.index else None for c in changed}
     tags_add = tags_remove = frozenset()
@@ -345,7 +356,7 @@ def _three_way_row(file, pos, row, cid, base_row, changed, has_tags, options, *,
             tags_remove = frozenset(base_tags - file_tags)
     return RowEdit(index=pos, row=row, client_id=int(cid), values=values, base=base_values,
                    tags_add=tags_add, tags_remove=tags_remove, ignored=ignored, matched_by=matched_by,
-                   damage=damage, unedited=unedited or {})
+                   damage=damage)
 
 
 def _tag_damage(row: int, file_tags: set[str], base_tags: set[str]) -> tuple[DMG.Damage, ...]:
@@ -534,14 +545,17 @@ def _staff_kept(edit: RowEdit, live_row: pd.Series, written: dict[tuple[int, str
     (not an import of ours): the merge keeps them; the review shows them."""
     if not edit.unedited:
         return ()
-    live = live_row.to_dict()
+    live = dict(zip(live_row.index, live_row.to_numpy(dtype=object)))
     out = []
     for col, (file_value, base_value) in edit.unedited.items():
-        current = plain(live.get(col))
-        if _plainly_equal(current, base_value):      # most cells: no normalising needed
+        current = live.get(col)
+        if current is base_value or _plainly_equal(current, base_value):   # most cells: no normalising
+            continue
+        current, base_value = plain(current), plain(base_value)
+        if current is None and base_value is None:
             continue
         if _staff_changed(col, current, base_value, written.get((edit.client_id, col))):
-            out.append(StaffKept(col, file_value, current))
+            out.append(StaffKept(col, plain(file_value), current))
     return tuple(out)
 
 
