@@ -9,10 +9,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 from test_import import export_csv, read_rows, write_rows
 
 from etl.codec.model import Problem
+from etl.codec.text import guard
 from etl.importer import diff as D
 from etl.importer.review import ReviewSummary, build_review, changes_by_field, review_paths, write_review
 from etl.importer.review_html import render_page
@@ -160,6 +163,35 @@ def test_the_page_escapes_every_value_and_names_no_url():
     assert "&#x27;=HYPERLINK(&quot;http://example.invalid/x&quot;" in page   # escaped, and guarded
     assert "src=" not in page and "href=" not in page and "url(" not in page and "@import" not in page
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
+
+
+class NameCells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.names, self._open = [], False
+
+    def handle_starttag(self, tag, attrs):
+        self._open = tag == "td" and dict(attrs).get("class") == "name"
+        if self._open:
+            self.names.append("")
+
+    def handle_endtag(self, tag):
+        self._open = False
+
+    def handle_data(self, data):
+        if self._open:
+            self.names[-1] += data
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_any_name_reads_back_from_the_page_as_the_same_text(name):
+    page = render_page(build_review([D.RowPlan(2, 11, D.UPDATE, name=name, changes=[D.Change("City", "a", "b")])],
+                                    sample_summary()))
+    cells = NameCells()
+    cells.feed(page)
+    assert cells.names == [guard(name) if name else ""]
+    assert page.count("<script") == 1
 
 
 def test_the_page_shows_at_most_the_cell_limit_and_says_so():
