@@ -16,7 +16,9 @@ A sandbox with its limits off (per_minute=0, per_day=0) is started in this proce
 3. baseline, timed: ``pandas.read_csv(dtype=str)`` of the edited file and of the exported
    file, a ``merge`` on ClientId, and a compare of every common column;
 4. the CLI, timed: ``intakeq-etl import FILE --dry-run --quiet`` — read + validate + diff +
-   the live reads it needs, no write.
+   the live reads it needs, no write, and the plan with its review files (xlsx, html);
+5. the same with ``--no-review`` (its reads kept by step 4 removed first), for what the
+   review files cost.
 
 Wall time is measured from spawn to exit, peak RSS from ``os.wait4`` (that child's own
 rusage). The dry run's reads are counted in the sandbox's request log.
@@ -165,6 +167,12 @@ def main(argv=None) -> int:
         print(f"intakeq-etl import --dry-run {i_wall:8.2f} s   peak {i_peak:8.1f} MB", flush=True)
         said = [line for line in err.splitlines() if "live" in line.lower() or "base" in line.lower()
                 or "look-up" in line]
+        (exported.parent / (exported.stem + ".reads.sqlite")).unlink(missing_ok=True)   # read afresh
+        r_wall, r_peak, code, err_r = run_measured(
+            cli_command() + ["import", str(exported), "--dry-run", "--quiet", "--no-review"], env)
+        if code != 0:
+            print(f"import --dry-run --no-review: exit {code}\n{err_r}")
+            return 1
 
         reads = [e for e in log if e.method == "GET"]
         writes = [e for e in log if e.method in ("POST", "PUT", "DELETE")]
@@ -175,6 +183,8 @@ def main(argv=None) -> int:
         print(f"{'run':<30} {'time s':>8} {'× base':>7} {'peak MB':>9}")
         print(f"{'baseline':<30} {b_wall:8.2f} {1.0:7.2f} {b_peak:9.1f}")
         print(f"{'import --dry-run':<30} {i_wall:8.2f} {time_ratio:7.2f} {i_peak:9.1f}")
+        print(f"{'  the same, --no-review':<30} {r_wall:8.2f} {r_wall / b_wall:7.2f} {r_peak:9.1f}   "
+              f"(the review files: {i_wall - r_wall:+.2f} s)")
         print(f"memory ratio: {i_peak / b_peak:.2f} × baseline")
         print(f"targets: time ≤ 3.00 × baseline -> {'ok' if time_ratio <= 3 else 'MISSED'}; "
               f"peak ≤ 1536 MB -> {'ok' if i_peak <= 1536 else 'MISSED'}")

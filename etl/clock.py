@@ -35,6 +35,16 @@ def iso_ms(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as people read it in a plan: ``45 s``, ``12 min``, ``2.5 h``."""
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class _Stoppable:
     """The stop request shared by a run's waits and requests."""
 

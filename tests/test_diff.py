@@ -23,6 +23,8 @@ from etl.importer.diff import (
     Conflict,
     Options,
     RowEdit,
+    StaffKept,
+    Written,
     days_needed,
     find_edits,
     merged_body,
@@ -260,6 +262,17 @@ def test_an_edit_is_merged_over_live_keeping_what_staff_changed_in_other_fields(
     assert plan.changes == [Change("City", "Boston", "Springfield")]
     assert plan.body["City"] == "Springfield"
     assert plan.body["Email"] == "staff@example.com"
+    assert plan.staff_kept == (StaffKept("Email", "old@example.com", "staff@example.com"),)   # for the review
+
+
+def test_a_value_an_import_of_ours_wrote_is_not_listed_as_a_staff_edit():
+    base = profile(1, City="Boston", Email="old@example.com")
+    file = profile(1, City="Springfield", Email="old@example.com")
+    live = profile(1, City="Boston", Email="ours@example.com")
+    written = {(1, "Email"): Written("ours@example.com", 1.0)}
+    edit = edit_of(frame(file, columns=["ClientId", "City", "Email"]), frame(base))
+    (plan,) = plan_rows([edit], {1: live}, written=written)
+    assert plan.changes == [Change("City", "Boston", "Springfield")] and plan.staff_kept == ()
 
 
 def test_the_same_field_changed_in_the_file_and_in_intakeq_is_a_conflict_with_three_values():

@@ -571,7 +571,8 @@ def test_import_json_prints_one_summary_line_on_stdout(sandbox, run_cli, tmp_pat
     assert summary["plan"] == {"update": 1, "unchanged": 19}
     assert summary["results"] == {"unchanged": 19, "updated": 1}
     assert summary["requests"] == 2                                    # one page read, one save
-    assert summary["files"] == [str(path.parent / "clients.plan.csv"), str(path.parent / "clients.results.csv")]
+    assert summary["files"] == [str(path.parent / name) for name in
+                                ("clients.plan.csv", "clients.plan.xlsx", "clients.plan.html", "clients.results.csv")]
     assert summary["exit_status"] == 0 and summary["error"] is None
     assert summary["base"] and summary["dry_run"] is False
     assert "Jsonville" not in result.stdout                           # counts, never client data

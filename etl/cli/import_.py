@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..clock import format_duration
 from ..errors import EtlError, PathError, StorageError, storage_reason
 from ..state.files import first_clash, folder_is_writable, make_private_dirs, refuse_symlink
 from . import AFTER_WRITES, options, ui
@@ -24,9 +25,13 @@ from .output import exit_status_and_error, print_json_line
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path),
               help="Per-row results CSV  [default: beside FILE, .results.csv]")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Per-change plan CSV  [default: beside FILE, .plan.csv]")
+              help="Per-change plan CSV; the review workbook and page go beside it, named after it "
+                   "(.xlsx, .html)  [default: beside FILE, .plan.csv]")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
               help="Validation report CSV  [default: beside FILE, .report.csv]")
+@click.option("--no-review", is_flag=True,
+              help="Do not write the review workbook and page beside the plan (.plan.xlsx, .plan.html): "
+                   "for very large plans.")
 @click.option("--base", help="The export FILE came from: an export folder or an export id; "
                              "'none' for a two-way diff against live only  "
                              "[default: the id inside FILE (XLSX, Parquet), else the manifest beside "
@@ -55,7 +60,7 @@ from .output import exit_status_and_error, print_json_line
 @options.quiet(help="No progress bar.")
 @options.as_json(help="Print one machine-readable summary line on stdout (messages stay on stderr).")
 @click.pass_context
-def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, tags, blank, prefer,
+def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, no_review, base, tags, blank, prefer,
             skip_invalid, wait, no_wait_for_others, yes, restart, timezone, fmt, encoding, date_format, sheet,
             mapping, ignore_columns, no_formula_guard, quiet, as_json):
     """Import FILE (CSV, Parquet or XLSX) into IntakeQ.
@@ -84,7 +89,8 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
                            base=base, timezone=timezone, format=fmt, encoding=encoding,
                            date_format=date_format, formula_guard=not no_formula_guard, sheet=sheet,
                            mapping=mapping, ignore_columns=tuple(ignore_columns))
-    paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report)
+    paths = I.Paths.beside(file, checkpoint=checkpoint, results=results, plan=plan_path, report=report,
+                           review=not no_review)
     check_side_files(file, paths, mapping=mapping)      # before anything is written or sent
     asked_results = paths.results
     run = None
@@ -193,6 +199,7 @@ def check_side_files(source: Path, paths, *, mapping: str | None = None) -> None
     folder must be writable (missing folders are then created 0700).
     """
     named = {SIDE_FILE_LABELS[name]: Path(getattr(paths, name)) for name in SIDE_FILE_LABELS}
+    named.update(paths.review_files)
     clash = first_clash({"the input file": source, **named})
     if clash is None and mapping:
         clash = first_clash({"the mapping": Path(mapping), **named})
@@ -269,6 +276,8 @@ def _wrote(cp) -> bool:
 
 
 def _print_plan(prepared, est: dict, paths, settings) -> None:
+    from ..importer.review import changes_by_field
+
     counts = prepared.counts()
     order = ["create", "update", "unchanged", "conflict", "failed", "skipped", "created", "updated", "pending"]
     shown = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
@@ -279,9 +288,13 @@ def _print_plan(prepared, est: dict, paths, settings) -> None:
               else f"{est['remaining_today']} of {settings.max_per_day} left today")
     ui.say(
         f"requests: {est['reads']} read(s) done, {est['saves']} client save(s) + {est['tag_calls']} tag call(s) "
-        f"to send; about {_duration(est['seconds'])} at {settings.max_per_minute}/min; {budget}; "
+        f"to send; about {format_duration(est['seconds'])} at {settings.max_per_minute}/min; {budget}; "
         f"{days} day(s) of budget")
+    ui.say(f"changes by field: {changes_by_field(prepared.plans)}")
     ui.say(f"plan file: {paths.plan}")
+    review = [str(path) for path in paths.review_files.values() if path in paths.written]
+    if review:
+        ui.say(f"review: {' and '.join(review)}")
 
 
 def _count_statuses(results) -> dict[str, int]:
@@ -295,15 +308,6 @@ def _print_summary(results, paths) -> None:
     counts = _count_statuses(results)
     ui.say("result: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     ui.say(f"results file: {paths.results}")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @contextmanager

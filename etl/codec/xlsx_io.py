@@ -31,7 +31,7 @@ from ..state.files import atomic_path
 from .export_id import set_xlsx_property, xlsx_property
 from .files import check_header, write_kind
 from .model import WARNING, Problem, Table
-from .text import coerce_columns, format_column
+from .text import coerce_columns, format_column, guard
 
 SHEET_TITLE = "clients"
 _ESCAPED = re.compile(r"_x([0-9A-Fa-f]{4})_")
@@ -50,6 +50,27 @@ def xml_unescape(text: str) -> str:
     if "_x" not in text:
         return text
     return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+def sheet_text(value: str, *, formula_guard: bool = True) -> str:
+    """A string as a workbook cell holds it: guarded (one leading ``'`` before a formula
+    trigger, as in exports) and XML-escaped."""
+    return xml_escape(guard(value) if formula_guard else value)
+
+
+def text_cell(ws, value: str, **style):
+    """A write-only text cell (Text format) holding ``value`` as it is: never a formula,
+    even when it starts with ``=`` (the setter is bypassed). ``style``: ``fill``, ``font``,
+    ``comment``, ... set on the cell."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(ws)
+    cell._value = value  # bypass the setter: a string is never a formula here
+    cell.data_type = "s"
+    cell.number_format = "@"
+    for name, setting in style.items():
+        setattr(cell, name, setting)
+    return cell
 
 
 def _width(header: str, values) -> float:
@@ -102,20 +123,13 @@ def write_xlsx(df: pd.DataFrame, path, *, formula_guard: bool = True, kinds=None
         header.append(cell)
     ws.append(header)
 
-    def text_cell(value):
-        cell = WriteOnlyCell(ws)
-        cell._value = value  # bypass the setter: a string is never a formula here
-        cell.data_type = "s"
-        cell.number_format = "@"
-        return cell
-
     risky = [j for j, is_text in enumerate(text_cols) if is_text]
     for r in range(len(df)):
         row = [col[r] for col in columns]
         for j in risky:
             v = row[j]
             if v is not None and v[:1] == "=":
-                row[j] = text_cell(v)
+                row[j] = text_cell(ws, v)
         ws.append(row)
     with atomic_path(path, parents=True) as tmp:
         wb.save(tmp)

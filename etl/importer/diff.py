@@ -85,6 +85,16 @@ class Kept:
     at: float          # when it wrote it (epoch seconds)
 
 
+@dataclass(frozen=True)
+class StaffKept:
+    """A cell the file holds as exported while IntakeQ holds another value that no import
+    of ours wrote (a staff edit since the export): IntakeQ's value stays (the review lists it)."""
+
+    field: str
+    file: Any          # the file's cell (= the exported value, or blank with --blank keep)
+    live: Any          # what IntakeQ holds, and keeps
+
+
 @dataclass
 class RowEdit:
     """What one file row asks for, before live data is known."""
@@ -102,6 +112,8 @@ class RowEdit:
     damage: tuple[DMG.Damage, ...] = ()   # cells a spreadsheet reformatted: the exported value stays
     kept: tuple[Kept, ...] = ()     # cells an earlier import changed in IntakeQ: its value stays
     reverts: tuple[Kept, ...] = ()  # such cells to set back to the export (--prefer file)
+    unedited: dict[str, tuple[Any, Any]] = field(default_factory=dict)   # column -> (file, base), raw, of
+    #                   the writable cells a row with edits holds as exported: staff edits there stay (review)
 
     @property
     def needs_live(self) -> bool:
@@ -139,9 +151,11 @@ class RowPlan:
     ignored: tuple[Ignored, ...] = ()
     damage: tuple[DMG.Damage, ...] = ()
     kept: tuple[Kept, ...] = ()
+    staff_kept: tuple[StaffKept, ...] = ()   # cells staff changed since the export: their value stays
     body: dict | None = None        # the full profile to POST (None: no save)
     message: str = ""
     name_key: tuple[str, str] | None = None   # (first, last) of a create, to recognise it later
+    name: str = ""                  # the client's name as IntakeQ holds it (a create: as the file gives it)
 
     @property
     def writes(self) -> int:
@@ -240,7 +254,27 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
                                             matched_by="base: " + how, damage=cell_damage))
                 continue
         edits.append(_two_way_row(file, pos, rows[pos], cid, writable, has_tags, options, skip=skip))
-    return edits
+    return _with_unedited(edits, file, base_by_id, writable, unknown_at)
+
+
+def _with_unedited(edits: list[RowEdit], file, base_by_id, writable, unknown_at) -> list[RowEdit]:
+    """Give each exported row that edits something (and so is planned against live) its cells
+    held as exported: (file, base) by column, raw; the plan tells staff edits there
+    (``_staff_kept``). One bulk look-up of the rows, not one per cell."""
+    todo = [i for i, e in enumerate(edits) if e.base is not None and e.matched_by is None and e.needs_live
+            and e.client_id in base_by_id.index]
+    cols = [c for c in writable if c in base_by_id.columns]
+    if not todo or not cols:
+        return edits
+    file_rows = file[cols].iloc[[edits[i].index for i in todo]].to_numpy(dtype=object)
+    base_rows = base_by_id.loc[[edits[i].client_id for i in todo], cols].to_numpy(dtype=object)
+    out = list(edits)
+    for i, file_row, base_row in zip(todo, file_rows, base_rows):
+        e = edits[i]
+        left = set(e.values) | unknown_at.get(e.index, frozenset()) | {d.column for d in e.damage}
+        out[i] = dataclasses.replace(e, unedited={c: (f, b) for c, f, b in zip(cols, file_row, base_row)
+                                                  if c not in left})
+    return out
 
 
 def _unknown_by_position(unknown, rows: list[int]) -> dict[int, frozenset]:
@@ -491,7 +525,8 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
                          if _our_last_tag_op(written, edit.client_id, t) != "-")
     plan = RowPlan(edit.row, edit.client_id, UPDATE, changes=changes, tag_adds=adds,
                    tag_removes=removes, ignored=edit.ignored, damage=tuple(damage), kept=kept,
-                   message=_matched_note(edit))
+                   staff_kept=_staff_kept(edit, live_row, written), message=_matched_note(edit),
+                   name=display_name(live_record))
     if conflicts:
         plan.action, plan.conflicts = CONFLICT, conflicts
         plan.changes, plan.tag_adds, plan.tag_removes = [], [], []
@@ -502,6 +537,33 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
     if plan.writes == 0:
         plan.action = UNCHANGED
     return plan
+
+
+def _staff_kept(edit: RowEdit, live_row: pd.Series, written: dict[tuple[int, str], Written]
+                ) -> tuple[StaffKept, ...]:
+    """The cells of ``edit`` held as exported whose live value staff changed since the export
+    (not an import of ours): the merge keeps them; the review shows them."""
+    if not edit.unedited:
+        return ()
+    live = dict(zip(live_row.index, live_row.to_numpy(dtype=object)))
+    out = []
+    for col, (file_value, base_value) in edit.unedited.items():
+        current = live.get(col)
+        if current is base_value or _plainly_equal(current, base_value):   # most cells: no normalising
+            continue
+        current, base_value = plain(current), plain(base_value)
+        if current is None and base_value is None:
+            continue
+        if _staff_changed(col, current, base_value, written.get((edit.client_id, col))):
+            out.append(StaffKept(col, plain(file_value), current))
+    return tuple(out)
+
+
+def _plainly_equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
 
 
 def tag_op_field(tag: str, add: bool) -> str:
@@ -550,7 +612,16 @@ def _plan_create(edit: RowEdit, options: Options) -> RowPlan:
     tags = sorted(edit.tags_exact if edit.tags_exact is not None else edit.tags_add)
     return RowPlan(edit.row, None, CREATE, changes=[Change(c, None, v) for c, v in values.items()],
                    tag_adds=tags, body=body,
-                   name_key=(fold(values.get("FirstName")), fold(values.get("LastName"))))
+                   name_key=(fold(values.get("FirstName")), fold(values.get("LastName"))),
+                   name=display_name(values))
+
+
+def display_name(record: dict) -> str:
+    """A client's name for people (the review files): ``Name``, else first and last name."""
+    name = plain(record.get("Name"))
+    if name:
+        return str(name)
+    return " ".join(str(p) for p in (plain(record.get("FirstName")), plain(record.get("LastName"))) if p)
 
 
 def _matched_note(edit: RowEdit) -> str:

@@ -67,19 +67,32 @@ class Paths:
     report: Path
     rejects: Path
     written: list[Path] = field(default_factory=list)   # what this run wrote, in order (--json lists it)
+    review: bool = True          # the review workbook and page beside the plan (--no-review: off)
 
     def wrote(self, path: Path) -> None:
         if path not in self.written:
             self.written.append(path)
 
+    @property
+    def review_files(self) -> dict[str, Path]:
+        """The review workbook and page (``review.write_review``), by label; none with --no-review."""
+        if not self.review:
+            return {}
+        from .review import review_paths
+
+        workbook, page = review_paths(self.plan)
+        return {"the review workbook": workbook, "the review page": page}
+
     @classmethod
-    def beside(cls, source: Path, checkpoint=None, results=None, plan=None, report=None, rejects=None):
+    def beside(cls, source: Path, checkpoint=None, results=None, plan=None, report=None, rejects=None,
+               review: bool = True):
         stem = source.parent / source.stem
         return cls(checkpoint=Path(checkpoint or f"{stem}.checkpoint.sqlite"),
                    results=Path(results or f"{stem}.results.csv"),
                    plan=Path(plan or f"{stem}.plan.csv"),
                    report=Path(report or f"{stem}.report.csv"),
-                   rejects=Path(rejects or f"{stem}.rejects.csv"))
+                   rejects=Path(rejects or f"{stem}.rejects.csv"),
+                   review=review)
 
 
 def _digest(path: Path) -> str | None:

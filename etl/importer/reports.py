@@ -51,10 +51,10 @@ def plan_lines(plans: list[RowPlan]) -> Iterable[list[Any]]:
         wrote = False
         for c in p.changes:
             wrote = True
-            yield [p.row, p.client_id, p.action, c.field, _cell(c.old), _cell(c.new), "", note]
+            yield [p.row, p.client_id, p.action, c.field, plan_cell(c.old), plan_cell(c.new), "", note]
         for c in p.conflicts:
             wrote = True
-            yield [p.row, p.client_id, p.action, c.field, _cell(c.live), _cell(c.file), _cell(c.base),
+            yield [p.row, p.client_id, p.action, c.field, plan_cell(c.live), plan_cell(c.file), plan_cell(c.base),
                    "conflict: changed in the file and in IntakeQ (old = IntakeQ now)"]
         for t in p.tag_adds:
             wrote = True
@@ -64,15 +64,15 @@ def plan_lines(plans: list[RowPlan]) -> Iterable[list[Any]]:
             yield [p.row, p.client_id, p.action, "Tags", t, "", "", "remove tag"]
         for i in p.ignored:
             wrote = True
-            yield [p.row, p.client_id, p.action, i.field, _cell(i.old), _cell(i.new), "",
+            yield [p.row, p.client_id, p.action, i.field, plan_cell(i.old), plan_cell(i.new), "",
                    "read-only column: ignored, never sent"]
         for d in p.damage:
             wrote = True
-            yield [p.row, p.client_id, p.action, d.column, _cell(d.base_value), _cell(d.file_value),
-                   _cell(d.base_value), DAMAGE_NOTES[d.kind]]
+            yield [p.row, p.client_id, p.action, d.column, plan_cell(d.base_value), plan_cell(d.file_value),
+                   plan_cell(d.base_value), DAMAGE_NOTES[d.kind]]
         for k in p.kept:
             wrote = True
-            yield [p.row, p.client_id, p.action, k.field, _cell(k.written), _cell(k.file), _cell(k.file),
+            yield [p.row, p.client_id, p.action, k.field, plan_cell(k.written), plan_cell(k.file), plan_cell(k.file),
                    f"kept: changed by an earlier import ({_day(k.at)}); --prefer file sets it back"]
         if not wrote and p.action != "unchanged":
             yield [p.row, p.client_id, p.action, "", "", "", "", note]
@@ -153,7 +153,7 @@ def write_rejects(path: Path, frame: pd.DataFrame, problems_by_row: dict[int, li
     return Path(path)
 
 
-def _cell(v) -> Any:
+def plan_cell(v) -> Any:
     if v is None:
         return ""
     if isinstance(v, (list, tuple, set, frozenset)):

@@ -51,6 +51,7 @@ class Prepared:
     reused_from: str | None = None    # whose reads: "the dry run", "earlier runs"
     sources: dict[str, str] = field(default_factory=dict)   # IntakeQ field -> source column (--map)
     unknown_columns: list[str] = field(default_factory=list)   # columns that are no field: never sent
+    warnings: list = field(default_factory=list)   # validation warnings said (Problems), for the review
 
     @property
     def todo(self) -> list[D.RowPlan]:
@@ -218,7 +219,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     edits = D.find_edits(planning, base.frame, diff_options, written=written, unknown=table.unknown)
     problems = date_problems + checks.edit_problems(edits)
     _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
-    for line in checks.warning_lines(checks.drop_explained(warnings, problems) + _without_damage(problems)):
+    warnings = checks.drop_explained(warnings, problems) + _without_damage(problems)
+    for line in checks.warning_lines(warnings):
         echo("warning: " + line)
     reader = kept_reads.reader(client) if kept_reads is not None else client
     reads = plan_reads(reader, edits, base)
@@ -248,7 +250,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     return Prepared(source, plans, settled, base, live.strategy, client.requests_sent - reads_before,
                     known_by_row, n_rows=len(table.frame), timezone=opts.timezone,
                     reused=getattr(reader, "reused", 0), reused_from=kept_reads.reused_from if kept_reads else None,
-                    sources=mapped.sources, unknown_columns=M.unknown_columns(frame.columns, exported))
+                    sources=mapped.sources, unknown_columns=M.unknown_columns(frame.columns, exported),
+                    warnings=warnings)
 
 
 def _refuse_errors(source: Path, problems, paths: Paths, *, before: str) -> None:
@@ -442,7 +445,7 @@ def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
             prepared = _prepare_when_budget_allows(client, settings, source, opts, paths,
                                                    checkpoint=checkpoint, wait=wait, hooks=hooks, kept=kept)
             outcome = _plan_and_apply(client, settings, prepared, paths, checkpoint=checkpoint,
-                                      dry_run=dry_run, ask=last is None, hooks=hooks)
+                                      dry_run=dry_run, ask=last is None, hooks=hooks, opts=opts)
         except Interrupted as stop:
             if last is None:
                 raise Interrupted("interrupted (Ctrl-C) before the first write: nothing was "
@@ -471,15 +474,18 @@ def _prepare_when_budget_allows(client, settings, source: Path, opts: ImportOpti
 
 
 def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, checkpoint, dry_run: bool,
-                    ask: bool, hooks: Hooks) -> RunOutcome:
-    """Write the plan, then (unless a dry run or nothing to do) send it and write the results."""
+                    ask: bool, hooks: Hooks, opts: ImportOptions | None = None) -> RunOutcome:
+    """Write the plan and its review files, then (unless a dry run or nothing to do) send it
+    and write the results."""
     from .applied import record as record_applied
     from .apply import ApplyOutcome, apply_plan
     from .reports import write_plan, write_results_or_elsewhere
+    from .review import write_review
 
     write_plan(paths.plan, prepared.plans, sources=prepared.sources, unknown_columns=prepared.unknown_columns)
     paths.wrote(paths.plan)
     est = estimate(prepared, client, settings)
+    write_review(paths, prepared.plans, review_summary(prepared, est, settings, opts, dry_run=dry_run))
     if not dry_run:
         _reserve_writes(client, est["writes"])      # other runs now see the plan's need as used
     hooks.planned(prepared, est)
@@ -515,6 +521,30 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say,
                                                sources=prepared.sources))
     return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
+
+
+def review_summary(prepared: Prepared, est: dict, settings, opts: ImportOptions | None, *, dry_run: bool):
+    """The numbers of the plan block, for the review files (``review.ReviewSummary``)."""
+    from .review import ReviewSummary
+
+    return ReviewSummary.from_estimate(
+        est, settings, command="import", source=str(prepared.source), dry_run=dry_run,
+        counts=prepared.counts(), base=prepared.base.how.removeprefix("base: "),
+        options=options_used(opts or ImportOptions(), prepared.timezone), problems=prepared.warnings)
+
+
+def options_used(opts: ImportOptions, timezone: str) -> dict[str, str]:
+    """The options that shape a plan, as the command line spells them (the review's summary)."""
+    used = {"--tags": opts.tags, "--blank": opts.blank, "--prefer": "file" if opts.prefer_file else "(none)",
+            "--timezone": timezone}
+    named = {"--base": opts.base, "--format": opts.format, "--encoding": opts.encoding,
+             "--date-format": opts.date_format, "--sheet": opts.sheet}
+    used.update({name: str(value) for name, value in named.items() if value})
+    if opts.skip_invalid:
+        used["--skip-invalid"] = "on"
+    if not opts.formula_guard:
+        used["--no-formula-guard"] = "on"
+    return used
 
 
 def _stopped_by_budget_that_frees(outcome: RunOutcome) -> bool:
