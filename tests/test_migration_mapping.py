@@ -142,6 +142,13 @@ def test_a_foreign_file_imports_through_its_mapping_and_a_rerun_creates_no_dupli
     assert {"field": "DateOfBirth", "source_column": "DOB", "new": "1980-12-31"}.items() <= plan[4].items()
     assert any(p["field"] == "Tags" and p["source_column"] == "[constants]" for p in plan)
     assert "DOB" in results[0]["source_columns"]
+    # ... and so do the review files' column headings
+    from openpyxl import load_workbook
+
+    changes = load_workbook(foreign.parent / "foreign_clients.plan.xlsx")["Changes"]
+    headings = [c.value for c in changes[1]]
+    assert "DateOfBirth \u2190 DOB" in headings and "Gender \u2190 Sex" in headings
+    assert "DateOfBirth \u2190 DOB" in (foreign.parent / "foreign_clients.plan.html").read_text(encoding="utf-8")
 
     # A re-run after the migration (its checkpoint lost): IntakeQ's rule matches every row.
     (foreign.parent / "foreign_clients.checkpoint.sqlite").unlink()

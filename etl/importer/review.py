@@ -54,6 +54,7 @@ class ReviewSummary:
     base: str = ""                     # the base export (its id, or how it was found)
     options: dict[str, str] = field(default_factory=dict)
     problems: list = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)   # IntakeQ field -> source column (--map)
 
     @classmethod
     def from_estimate(cls, est: dict, settings, **fields) -> "ReviewSummary":
@@ -134,6 +135,13 @@ class ReviewModel:
     clients: list[ClientChange]
     kept: list[KeptCell]
     problems: list[ProblemLine]
+    sources: dict[str, str] = field(default_factory=dict)   # IntakeQ field -> source column (--map)
+
+    def heading(self, name: str) -> str:
+        """A changed field's column heading: the IntakeQ field, and with --map the source
+        column it came from (``DateOfBirth ← DOB``)."""
+        source = self.sources.get(name)
+        return f"{name} \u2190 {source}" if source and source != name else name
 
     @property
     def n_cells(self) -> int:
@@ -159,6 +167,7 @@ def build_review(plans: Iterable[D.RowPlan], summary: ReviewSummary) -> ReviewMo
         clients=clients,
         kept=[k for p in plans for k in _kept_cells(p)],
         problems=problems,
+        sources=dict(summary.sources),
     )
 
 

@@ -147,7 +147,8 @@ def _legend() -> str:
 def _changes_table(model: ReviewModel, clients: list[ClientChange], cells: int) -> str:
     if not model.clients:
         return '<h2>Changes</h2><p id="nothing">No client changes: IntakeQ already matches the file.</p>'
-    head = "".join(f"<th>{escape(h)}</th>" for h in ["ClientId", "name", "action", "row", *model.fields, "note"])
+    headings = ["ClientId", "name", "action", "row", *map(model.heading, model.fields), "note"]
+    head = "".join(f"<th>{escape(h)}</th>" for h in headings)
     body = "\n".join(_client_row(model.fields, c) for c in clients)
     return (f'<h2>Changes: {len(model.clients):,} client(s), {model.n_cells:,} cell(s)</h2>'
             f'<table class="changes" id="changes" data-clients="{len(clients)}" data-cells="{cells}">'

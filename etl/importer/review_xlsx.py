@@ -47,7 +47,7 @@ def _changes_sheet(wb, model: ReviewModel) -> None:
 
     fills = {kind: PatternFill("solid", fgColor=color) for kind, color in
              (("change", CHANGE_FILL), (CONFLICT, CONFLICT_FILL), (CREATE, CREATE_FILL), (TAGS, TAGS_FILL))}
-    header = ["ClientId", "name", "action", "row", *model.fields, "note"]
+    header = ["ClientId", "name", "action", "row", *map(model.heading, model.fields), "note"]
     ws = wb.create_sheet("Changes")
     rows = []
     for client in model.clients:

@@ -530,7 +530,8 @@ def review_summary(prepared: Prepared, est: dict, settings, opts: ImportOptions 
     return ReviewSummary.from_estimate(
         est, settings, command="import", source=str(prepared.source), dry_run=dry_run,
         counts=prepared.counts(), base=prepared.base.how.removeprefix("base: "),
-        options=options_used(opts or ImportOptions(), prepared.timezone), problems=prepared.warnings)
+        options=options_used(opts or ImportOptions(), prepared.timezone), problems=prepared.warnings,
+        sources=prepared.sources)
 
 
 def options_used(opts: ImportOptions, timezone: str) -> dict[str, str]:
@@ -538,7 +539,7 @@ def options_used(opts: ImportOptions, timezone: str) -> dict[str, str]:
     used = {"--tags": opts.tags, "--blank": opts.blank, "--prefer": "file" if opts.prefer_file else "(none)",
             "--timezone": timezone}
     named = {"--base": opts.base, "--format": opts.format, "--encoding": opts.encoding,
-             "--date-format": opts.date_format, "--sheet": opts.sheet}
+             "--date-format": opts.date_format, "--sheet": opts.sheet, "--map": opts.mapping}
     used.update({name: str(value) for name, value in named.items() if value})
     if opts.skip_invalid:
         used["--skip-invalid"] = "on"
