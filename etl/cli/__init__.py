@@ -14,6 +14,7 @@ quick. Errors are mapped to exit codes in one place (``EtlGroup.invoke``):
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -35,6 +36,7 @@ from ..config import (
 )
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EtlError, storage_reason
 from ..state.files import ensure_private_dir, open_private
+from . import ui
 from .context import AppContext
 from .output import silence_closed_stdout
 
@@ -156,17 +158,22 @@ def cli(ctx, api_key, base_url, max_per_minute, max_per_day, state_dir, sandbox,
     ctx.call_on_close(ctx.obj.close)
 
 
+class NoteHandler(logging.Handler):
+    """The library's log records as ``note:`` lines on stderr (the current one, through
+    :func:`etl.cli.ui.say`: above the progress bar when one is drawn)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            ui.say(self.format(record))
+        except Exception:  # pragma: no cover - logging's rule: a handler never raises
+            self.handleError(record)
+
+
 def _log_to_stderr(debug: bool) -> None:
     """Waits and retries of the API client appear as notes on stderr (never values)."""
-    import logging
-
-    class CurrentStderr(logging.StreamHandler):
-        stream = property(lambda self: sys.stderr, lambda self, value: None)  # follows redirections
-
     logger = logging.getLogger("etl")
-    if not any(isinstance(h, logging.StreamHandler) and type(h).__name__ == "CurrentStderr"
-               for h in logger.handlers):
-        handler = CurrentStderr()
+    if not any(isinstance(h, NoteHandler) for h in logger.handlers):
+        handler = NoteHandler()
         handler.setFormatter(logging.Formatter("note: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)

@@ -2,11 +2,11 @@
 name, type, flags and Python parameter name.
 
 Each command applies the ones it has, with the help text that says what the option means
-for it (``--quiet`` hides more in ``export`` than in ``import``; ``--format`` is the
-output of ``export`` and the input of ``import`` and ``validate``)::
+for it (``--format`` is the output of ``export`` and the input of ``import`` and
+``validate``)::
 
     @options.file_format(help="Input format  [default: from the extension]")
-    @options.quiet(help="No progress bar.")
+    @options.quiet()
     def import_(ctx, ..., fmt, ..., quiet): ...
 
 The parameters are always named ``fmt``, ``encoding``, ``date_format``, ``timezone``,
@@ -55,8 +55,13 @@ def sheet(*, help: str = SHEET_HELP):
     return click.option("--sheet", default=None, help=help)
 
 
-def quiet(*, help: str):
-    """``--quiet`` / ``-q``: no progress bar (and, where the help says so, no messages)."""
+QUIET_HELP = ("No progress bar, countdown or notes; errors, warnings and the final summary "
+              "still print.")
+
+
+def quiet(*, help: str = QUIET_HELP):
+    """``--quiet`` / ``-q``, one meaning in every command (README "Quiet runs"): no progress
+    bar, no countdown, no ``note:`` lines; errors, warnings and the summary still print."""
     return click.option("--quiet", "-q", is_flag=True, help=help)
 
 

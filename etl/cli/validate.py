@@ -66,9 +66,11 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
 @click.option("--base", help="The export FILE came from (an export folder or id; 'none': no base), to check "
                              "its edits as import will  [default: the id inside FILE (XLSX, Parquet), else "
                              "the manifest beside FILE]")
+@options.quiet()
 @options.as_json(help="Print one machine-readable summary line on stdout (the summary moves to stderr).")
 @click.pass_context
-def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula_guard, sheet, base, as_json):
+def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula_guard, sheet, base, quiet,
+             as_json):
     """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
 
     Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
@@ -88,12 +90,13 @@ def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula
         table, problems, what = validate_file(file, format=fmt, encoding=encoding, date_format=date_format,
                                               tz=timezone, formula_guard=guard_on, base=base_of, sheet=sheet)
         checked = (table, problems, what)
-        if table.sheet is not None:
-            click.echo(f"sheet: {table.sheet}", err=as_json)
-        for note in table.notes:
-            click.echo("note: " + note, err=as_json)
-        if "base" in found:
-            click.echo(found["base"].how, err=as_json)
+        if not quiet:       # how the file was read: notes, not the verdict
+            if table.sheet is not None:
+                click.echo(f"sheet: {table.sheet}", err=as_json)
+            for note in table.notes:
+                click.echo("note: " + note, err=as_json)
+            if "base" in found:
+                click.echo(found["base"].how, err=as_json)
         for line in summary_lines(file, table, problems, what):
             click.echo(line, err=as_json)        # with --json, stdout holds the JSON line only
         if report is not None:
