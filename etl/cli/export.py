@@ -51,7 +51,11 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
     }
 
 
-@click.command("export")
+@click.command("export", epilog=options.examples(
+    "intakeq-etl --sandbox export --out exports/today",
+    "intakeq-etl export --out exports/nightly --incremental --include-deleted --quiet --json",
+    "intakeq-etl export --out exports/xlsx --format xlsx --columns FirstName,LastName,Email",
+))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write clients.<ext>, manifest.json (and the others) to; "
                    "created owner-only (0700) when missing; an existing folder keeps its mode.")

@@ -16,7 +16,13 @@ from . import AFTER_WRITES, options, ui
 from .output import exit_status_and_error, print_json_line
 
 
-@click.command("import", short_help="Import a file: diff, plan, apply only what changed.")
+@click.command("import", short_help="Import a file: diff, plan, apply only what changed.",
+               epilog=options.examples(
+                   "intakeq-etl import exports/today/clients.csv --dry-run",
+                   "intakeq-etl import exports/today/clients.csv --yes",
+                   "intakeq-etl import edited.xlsx --base exports/today --tags replace",
+                   "intakeq-etl import clients.csv --wait --yes --quiet --json",
+               ))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Make the plan (reads only), write the plan file, send no write.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),

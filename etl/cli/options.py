@@ -18,6 +18,13 @@ import click
 
 from ..codec.formats import FORMATS
 
+
+def examples(*commands: str) -> str:
+    """A command's ``epilog=``: the examples its ``--help`` ends with (kept as written: the
+    ``\\b`` stops click from rewrapping them)."""
+    return "\b\nExamples:\n" + "\n".join("  " + command for command in commands)
+
+
 SHEET_HELP = "The XLSX sheet to read  [default: the one whose header has ClientId]"
 
 

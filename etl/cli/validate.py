@@ -52,7 +52,11 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
     return lines
 
 
-@click.command("validate")
+@click.command("validate", epilog=options.examples(
+    "intakeq-etl validate exports/today/clients.csv",
+    "intakeq-etl validate edited.xlsx --report problems.csv",
+    "intakeq-etl validate clients.csv --date-format %d/%m/%Y --quiet --json",
+))
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every problem (row, column, value, check, message, hint) to this CSV.")
