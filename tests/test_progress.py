@@ -135,10 +135,11 @@ def test_notes_said_while_the_bar_is_drawn_are_lines_of_their_own(monkeypatch, c
     for line in notes:
         assert line.startswith("note: "), f"a note was written into another line: {line!r}"
         assert "%|" not in line and "ETA" not in line
-    # ... and the bar was drawn again after them.
-    last_note = max(i for i, s in enumerate(shown) if "note:" in s)
-    assert any(s.startswith("diagnoses:") for s in shown[last_note:]) or \
-        shown.index(notes[-1]) < max(i for i, s in enumerate(shown) if s.startswith("diagnoses:"))
+    # ... written while a bar was drawn, which was drawn again below them.
+    first_bar = min(i for i, s in enumerate(shown) if "%|" in s)
+    later_notes = [i for i, s in enumerate(shown) if "note:" in s and i > first_bar]
+    assert later_notes, shown
+    assert any("%|" in s for s in shown[later_notes[0] + 1:]), shown
 
 
 def test_import_shows_the_eta_of_its_writes(monkeypatch, cli_env, tmp_path, sandbox, run_cli):
@@ -188,3 +189,19 @@ def test_nothing_is_drawn_in_a_log_or_with_quiet(monkeypatch, cli_env, tmp_path,
 def test_the_eta_reads_minutes_and_seconds():
     assert [clock_text(s) for s in (0, 59.6, 120, 3599, 3600, 7384)] == \
         ["0:00", "1:00", "2:00", "59:59", "1:00:00", "2:03:04"]
+
+
+def test_quiet_means_the_same_in_validate_and_import(run_cli, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("export", "--out", out, "--quiet").exit_code == 0
+    loud = run_cli("validate", out / "clients.csv")
+    quiet = run_cli("validate", out / "clients.csv", "--quiet")
+    assert loud.exit_code == quiet.exit_code == 0
+    assert any(line.startswith("base: ") for line in loud.output.splitlines())
+    assert quiet.output.splitlines() == [line for line in loud.output.splitlines()
+                                         if not line.startswith(("base: ", "sheet: ", "note: "))]
+    imported = run_cli("import", out / "clients.csv", "--yes", "--quiet")
+    assert imported.exit_code == 0
+    lines = imported.output.splitlines()
+    assert any(line.startswith("plan: ") for line in lines) and any(line.startswith("result: ") for line in lines)
+    assert not any(line.startswith("note: ") for line in lines)
