@@ -429,8 +429,9 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
 
             def row_done(plan):
                 hooks.row_done(plan)
-                left.pop(plan.row, None)
-                bar.update(1, remaining=sum(left.values()))
+                if plan.row in outcome.results:       # not the row a stop left unsent
+                    left.pop(plan.row, None)
+                    bar.update(1, remaining=sum(left.values()))
 
             apply_plan(
                 client, todo, checkpoint, tz=prepared.timezone, clock=client.clock, outcome=outcome,
