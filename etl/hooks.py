@@ -15,8 +15,9 @@ class ProgressBar:
     """What :meth:`Hooks.progress` yields: told of each step, and of what it means.
 
     ``update(n, clients=, remaining=)``: ``n`` more steps done; ``clients`` records seen
-    so far (paging), ``remaining`` steps still to go (a bar may turn them into a throttle
-    estimate). The base class ignores them.
+    so far (paging), ``remaining`` requests still to send (the CLI's bar turns them into
+    its ETA: the time the per-minute limit needs for them). ``update(0, remaining=R)``
+    opens a phase of known size. The base class ignores them.
     """
 
     def update(self, n: int = 1, *, clients: int | None = None,

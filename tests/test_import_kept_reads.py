@@ -75,7 +75,8 @@ def test_in_doubt_the_real_run_reads_as_without_a_dry_run(sandbox, run_cli, tmp_
     assert import_(run_cli, path, "--dry-run").exit_code == 0
 
     sandbox.log.clear()
-    other = import_(run_cli, path, "--dry-run", "--blank", "clear")          # other options: read again
+    # other options: read again, and a note says why (not with --quiet: notes are progress)
+    other = run_cli("import", path, "--yes", "--dry-run", "--blank", "clear")
     assert other.exit_code == 0, other.output
     assert len(gets(sandbox)) == 3
     assert "not used (the dry run had other options)" in other.output
@@ -98,7 +99,7 @@ def test_a_plan_needing_three_days_of_reads_finishes_in_four_runs_with_no_read_t
     for run in range(4):
         budget = {"INTAKEQ_MAX_PER_DAY": str(used_today(settings) + 4)} if run < 3 else None   # 4 a "day"
         before = len(gets(sandbox))
-        result = import_(run_cli, path, env=budget)
+        result = run_cli("import", path, "--yes", env=budget)     # not --quiet: its notes are checked
         codes.append(result.exit_code)
         reads.append(len(gets(sandbox)) - before)
         outputs.append(result.output)

@@ -64,7 +64,7 @@ def assert_account_is_exactly(sandbox, expect, n_before):
 
 def spawn_import(cli_env, path, *extra, env=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "etl", "import", str(path), "--yes", "--quiet", *extra],
+        [sys.executable, "-m", "etl", "import", str(path), "--yes", *extra],   # stderr a pipe: no bar, the notes
         env={**os.environ, **cli_env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
 
@@ -465,7 +465,7 @@ def test_a_write_with_no_answer_for_a_while_says_what_it_is_waiting_for(sandbox,
     monkeypatch.setattr(etl.api.client, "SLOW_WRITE_NOTE", 0.05)
     sandbox.configure(faults=Faults(write_latency=0.3))
 
-    result = run_cli("import", path, "--yes", "--quiet")
+    result = run_cli("import", path, "--yes")      # not --quiet: --quiet hides notes
 
     assert result.exit_code == 0, result.output
     assert "note: waiting for IntakeQ to answer POST clients (no answer for 0 s;" in result.output

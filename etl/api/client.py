@@ -38,17 +38,20 @@ class IntakeQClient:
 
     ``wait_for_others``: when another run of the account holds the budget a run needs,
     :meth:`hold_budget` waits for it (True) or raises ``BudgetReserved`` (False, exit 75);
-    ``on_wait`` hears each look while waiting (a terminal's countdown).
+    ``on_wait`` hears each look while waiting (a terminal's countdown); ``on_throttle``
+    hears the per-minute limit's waits, second by second (seconds left; None when over).
     """
 
     def __init__(self, settings: Settings, *, clock=None,
                  session: requests.Session | None = None, rng: random.Random | None = None,
-                 wait_for_others: bool = True, on_wait: Callable[[Waiting], None] | None = None):
+                 wait_for_others: bool = True, on_wait: Callable[[Waiting], None] | None = None,
+                 on_throttle: Callable[[float | None], None] | None = None):
         settings.check()
         settings.require_key()
         self.settings = settings
         self.clock = clock or SystemClock()
         self.ledger = Ledger.for_settings(settings, clock=self.clock)
+        self.ledger.on_throttle = on_throttle
         self.wait_for_others = wait_for_others
         self.on_wait = on_wait
         self.requests_sent = 0

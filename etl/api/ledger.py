@@ -145,6 +145,9 @@ class Ledger:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._reservation_id: int | None = None     # this run's, while it holds one
+        # Hears the minute window's waits second by second (a terminal's countdown); while
+        # set, the wait is not also logged as a note.
+        self.on_throttle: Callable[[float | None], None] | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, *, clock=None) -> "Ledger":
@@ -169,9 +172,23 @@ class Ledger:
             wait = self._try_reserve()
             if isinstance(wait, int):
                 return wait
+            if self.on_throttle is not None:
+                self._count_down(wait)
+                continue
             (log.info if wait >= 5 else log.debug)(
                 "waiting %.0f s: the API allows %d requests a minute", wait, self.max_per_minute)
             self.clock.sleep(wait)
+
+    def _count_down(self, wait: float) -> None:
+        """The minute window's wait in slices of a second at most, each told to
+        ``on_throttle`` (seconds left; None at the end): a terminal's countdown."""
+        deadline = self.clock.time() + wait
+        try:
+            while (left := deadline - self.clock.time()) > 0:
+                self.on_throttle(left)
+                self.clock.sleep(min(1.0, left))
+        finally:
+            self.on_throttle(None)
 
     def complete(self, row_id: int) -> None:
         """The response (or the failure) arrived: count the request from now."""

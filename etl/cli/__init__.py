@@ -14,6 +14,7 @@ quick. Errors are mapped to exit codes in one place (``EtlGroup.invoke``):
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -35,6 +36,7 @@ from ..config import (
 )
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EtlError, storage_reason
 from ..state.files import ensure_private_dir, open_private
+from . import options, ui
 from .context import AppContext
 from .output import silence_closed_stdout
 
@@ -55,10 +57,19 @@ COMMANDS = {
 
 
 class EtlGroup(click.Group):
-    """Loads commands lazily and turns errors into one line and an exit code."""
+    """Loads commands lazily and turns errors into one line and an exit code; a mistyped
+    command gets the nearest one, a global option after the command the right order."""
 
     def list_commands(self, ctx):
         return list(COMMANDS)
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name in COMMANDS or name.startswith("-"):
+            return super().resolve_command(ctx, args)
+        nearest = nearest_command(name)
+        hint = f" Did you mean {nearest!r}?" if nearest else f" The commands: {', '.join(COMMANDS)}."
+        raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
 
     def get_command(self, ctx, name):
         if name not in COMMANDS:
@@ -74,6 +85,8 @@ class EtlGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            raise self._global_option_hint(ctx, exc) from None
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except EtlError as exc:
@@ -109,6 +122,30 @@ class EtlGroup(click.Group):
             ctx.exit(EXIT_ROWS_FAILED if after_writes else EXIT_ERROR)
 
 
+    def _global_option_hint(self, ctx, exc: click.NoSuchOption) -> click.UsageError:
+        """``intakeq-etl export --sandbox``: the option is the group's, so say where it goes."""
+        for param in self.params:
+            if isinstance(param, click.Option) and exc.option_name in param.opts + param.secondary_opts:
+                command = exc.ctx.info_name if exc.ctx is not None else "COMMAND"
+                value = "" if param.is_flag else " " + (param.metavar or param.name.upper())
+                return click.UsageError(
+                    f"{exc.message}\nglobal options go before the command: "
+                    f"intakeq-etl {exc.option_name}{value} {command}", exc.ctx)
+        return exc
+
+
+def nearest_command(name: str) -> str | None:
+    """The command ``name`` was probably meant to be: the one it begins, else the closest
+    spelling (difflib), else None."""
+    import difflib
+
+    starting = [c for c in COMMANDS if name and c.startswith(name.lower())]
+    if len(starting) == 1:
+        return starting[0]
+    close = difflib.get_close_matches(name.lower(), list(COMMANDS), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:
     state_dir = app.state_dir if app is not None else Path(os.environ.get(ENV_STATE_DIR) or ".")
     log_dir = ensure_private_dir(Path(state_dir) / "logs")   # tracebacks may hold values
@@ -123,7 +160,13 @@ def write_crash_log(exc: BaseException, app: "AppContext | None") -> Path:
     return path
 
 
-@click.group(cls=EtlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EtlGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=options.examples(
+                 "intakeq-etl --sandbox export --out exports/today",
+                 "intakeq-etl --sandbox import exports/today/clients.csv --dry-run",
+                 "intakeq-etl validate exports/today/clients.csv",
+                 "intakeq-etl quota",
+             ))
 @click.version_option(__version__, "--version", prog_name="intakeq-etl")
 @click.option("--api-key", envvar=ENV_API_KEY, show_envvar=True, default=None,
               help="API key (prefer the environment variable: options show in `ps`).")
@@ -157,17 +200,22 @@ def cli(ctx, api_key, base_url, max_per_minute, max_per_day, state_dir, sandbox,
     ctx.call_on_close(ctx.obj.close)
 
 
+class NoteHandler(logging.Handler):
+    """The library's log records as ``note:`` lines on stderr (the current one, through
+    :func:`etl.cli.ui.say`: above the progress bar when one is drawn)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            ui.say(self.format(record))
+        except Exception:  # pragma: no cover - logging's rule: a handler never raises
+            self.handleError(record)
+
+
 def _log_to_stderr(debug: bool) -> None:
     """Waits and retries of the API client appear as notes on stderr (never values)."""
-    import logging
-
-    class CurrentStderr(logging.StreamHandler):
-        stream = property(lambda self: sys.stderr, lambda self, value: None)  # follows redirections
-
     logger = logging.getLogger("etl")
-    if not any(isinstance(h, logging.StreamHandler) and type(h).__name__ == "CurrentStderr"
-               for h in logger.handlers):
-        handler = CurrentStderr()
+    if not any(isinstance(h, NoteHandler) for h in logger.handlers):
+        handler = NoteHandler()
         handler.setFormatter(logging.Formatter("note: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)

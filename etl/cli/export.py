@@ -9,25 +9,23 @@ from ..errors import EXIT_OK, EtlError, ExportIncomplete
 from ..export.hooks import ExportHooks
 from . import options, ui
 from .output import exit_status_and_error, print_json_line
-from .ui import pages_bar, progress_default
 
 
 class _CliHooks(ExportHooks):
-    """The export's voice on the terminal: messages on stderr, a tqdm bar at a terminal."""
+    """The export's voice on the terminal: messages on stderr, a tqdm bar at a terminal.
+    With --quiet only warnings (and, from the command, errors and the closing line)."""
 
     def __init__(self, client, *, quiet: bool):
         self.client = client
         self.quiet = quiet
-        self.bars = (not quiet) and progress_default()
 
     def say(self, message: str) -> None:
-        if not self.quiet:
-            click.echo(message, err=True)
+        if not self.quiet or message.startswith("warning:"):
+            ui.say(message)
 
     def progress(self, total, *, desc, unit):
-        if not self.bars:
-            return super().progress(total, desc=desc, unit=unit)
-        return pages_bar(total, desc=desc, unit=unit, estimate=self.client.estimate_seconds)
+        return ui.progress(total, quiet=self.quiet, desc=desc, unit=unit,
+                           estimate=self.client.estimate_seconds)
 
 
 def _summary(result=None, *, status: int, error: str | None = None, out=None) -> dict:
@@ -53,7 +51,11 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
     }
 
 
-@click.command("export")
+@click.command("export", epilog=options.examples(
+    "intakeq-etl --sandbox export --out exports/today",
+    "intakeq-etl export --out exports/nightly --incremental --include-deleted --quiet --json",
+    "intakeq-etl export --out exports/xlsx --format xlsx --columns FirstName,LastName,Email",
+))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write clients.<ext>, manifest.json (and the others) to; "
                    "created owner-only (0700) when missing; an existing folder keeps its mode.")
@@ -84,7 +86,7 @@ def _summary(result=None, *, status: int, error: str | None = None, out=None) ->
 @click.option("--no-wait-for-others", is_flag=True,
               help="When another run of the account holds the budget this export needs, exit 75 at "
                    "once having sent nothing (default: wait for it, with a note).")
-@options.quiet(help="No progress bar and no messages or notes (errors only).")
+@options.quiet()
 @options.as_json(help="Print one machine-readable summary line on stdout.")
 @click.pass_context
 def export(ctx, out, fmt, incremental, full_refresh, include_deleted, include_diagnoses,
@@ -101,14 +103,13 @@ def export(ctx, out, fmt, incremental, full_refresh, include_deleted, include_di
     from ..export import ExportOptions, export_clients
 
     app = ctx.obj
-    if quiet:   # errors only: no notes about waits either
-        import logging
-
-        logging.getLogger("etl").setLevel(logging.WARNING)
+    if quiet:
+        ui.hush_notes()
 
     try:
         client = app.client(wait_for_others=not no_wait_for_others,
-                            on_wait=ui.wait_countdown(quiet=quiet))
+                            on_wait=ui.wait_countdown(quiet=quiet),
+                            on_throttle=ui.throttle_countdown(quiet=quiet))
         hooks = _CliHooks(client, quiet=quiet)
         options = ExportOptions(
             out=out, format=fmt, incremental=incremental, full_refresh=full_refresh,
@@ -126,7 +127,7 @@ def export(ctx, out, fmt, incremental, full_refresh, include_deleted, include_di
     manifest = result.manifest
     rows = manifest["rows"]
     extra = "".join(f", {n} {k.replace('_', ' ')}" for k, n in rows.items() if k != "clients")
-    hooks.say(f"export {manifest['export_id']}: {manifest['mode']}, {rows['clients']} clients{extra}, "
+    ui.say(f"export {manifest['export_id']}: {manifest['mode']}, {rows['clients']} clients{extra}, "
               f"{manifest['requests']} request(s) → {out}")
     if as_json:
         print_json_line(_summary(result, status=EXIT_OK))

@@ -17,7 +17,13 @@ from . import AFTER_WRITES, options, ui
 from .output import exit_status_and_error, print_json_line
 
 
-@click.command("import", short_help="Import a file: diff, plan, apply only what changed.")
+@click.command("import", short_help="Import a file: diff, plan, apply only what changed.",
+               epilog=options.examples(
+                   "intakeq-etl import exports/today/clients.csv --dry-run",
+                   "intakeq-etl import exports/today/clients.csv --yes",
+                   "intakeq-etl import edited.xlsx --base exports/today --tags replace",
+                   "intakeq-etl import old-system.csv --map old-system.map.toml --dry-run",
+               ))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Make the plan (reads only), write the plan file, send no write.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
@@ -57,7 +63,7 @@ from .output import exit_status_and_error, print_json_line
 @options.mapping()
 @options.ignore_column()
 @options.no_formula_guard(help="Keep a leading ' on cells (the file was exported without the guard).")
-@options.quiet(help="No progress bar.")
+@options.quiet()
 @options.as_json(help="Print one machine-readable summary line on stdout (messages stay on stderr).")
 @click.pass_context
 def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, no_review, base, tags, blank, prefer,
@@ -85,6 +91,8 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, no_revie
     from .. import importer as I
 
     app = ctx.obj
+    if quiet:
+        ui.hush_notes()
     opts = I.ImportOptions(tags=tags, blank=blank, prefer_file=prefer == "file", skip_invalid=skip_invalid,
                            base=base, timezone=timezone, format=fmt, encoding=encoding,
                            date_format=date_format, formula_guard=not no_formula_guard, sheet=sheet,
@@ -125,11 +133,12 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
     with contextlib.ExitStack() as held:
         try:
             client = app.client(wait_for_others=wait_for_others,
-                                on_wait=ui.wait_countdown(quiet=quiet))
+                                on_wait=ui.wait_countdown(quiet=quiet),
+                                on_throttle=ui.throttle_countdown(quiet=quiet))
             held.enter_context(checkpoint_lock(paths.checkpoint, clock=client.clock, wait=wait_for_others))
+            hooks = _cli_hooks(paths, settings, client, quiet=quiet, ask=ask)
             cp = I.open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart=restart,
-                                   dry_run=dry_run, note=ui.note)
-            hooks = _cli_hooks(paths, settings, quiet=quiet, ask=ask)
+                                   dry_run=dry_run, note=hooks.note)
             with _stop_on_sigint(client.clock):
                 run = I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
                                    wait=wait, hooks=hooks)
@@ -244,7 +253,7 @@ def _storage_stop(exc: BaseException, app) -> StorageError | None:
         "answer was not recorded is checked against IntakeQ, not sent twice", after_writes=True)
 
 
-def _cli_hooks(paths, settings, *, quiet: bool, ask: bool):
+def _cli_hooks(paths, settings, client, *, quiet: bool, ask: bool):
     from ..importer import Hooks
 
     class CliHooks(Hooks):
@@ -256,7 +265,8 @@ def _cli_hooks(paths, settings, *, quiet: bool, ask: bool):
             ui.say(message)
 
         def note(self, message: str) -> None:
-            ui.note(message)
+            if not quiet:
+                ui.note(message)
 
         def planned(self, prepared, est: dict) -> None:
             _print_plan(prepared, est, paths, settings)
@@ -265,7 +275,7 @@ def _cli_hooks(paths, settings, *, quiet: bool, ask: bool):
             return not ask or click.confirm(f"Send {est['writes']} write(s) to IntakeQ?", err=True)
 
         def progress(self, total, *, desc: str, unit: str):
-            return ui.progress(total, quiet=quiet, unit=unit, desc=desc)
+            return ui.progress(total, quiet=quiet, unit=unit, desc=desc, estimate=client.estimate_seconds)
 
     return CliHooks()
 

@@ -11,7 +11,11 @@ from ..errors import PathError
 from . import options, ui
 
 
-@click.command("map")
+@click.command("map", epilog=options.examples(
+    "intakeq-etl map old-system-export.csv",
+    "intakeq-etl map old-system-export.xlsx --out migration.map.toml",
+    "intakeq-etl --sandbox map old-system-export.csv --out -",
+))
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the mapping ('-': stdout)  [default: beside SOURCE, its name + .map.toml]")

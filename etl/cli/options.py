@@ -2,11 +2,11 @@
 name, type, flags and Python parameter name.
 
 Each command applies the ones it has, with the help text that says what the option means
-for it (``--quiet`` hides more in ``export`` than in ``import``; ``--format`` is the
-output of ``export`` and the input of ``import`` and ``validate``)::
+for it (``--format`` is the output of ``export`` and the input of ``import`` and
+``validate``)::
 
     @options.file_format(help="Input format  [default: from the extension]")
-    @options.quiet(help="No progress bar.")
+    @options.quiet()
     def import_(ctx, ..., fmt, ..., quiet): ...
 
 The parameters are always named ``fmt``, ``encoding``, ``date_format``, ``timezone``,
@@ -17,6 +17,13 @@ from __future__ import annotations
 import click
 
 from ..codec.formats import FORMATS
+
+
+def examples(*commands: str) -> str:
+    """A command's ``epilog=``: the examples its ``--help`` ends with (kept as written: the
+    ``\\b`` stops click from rewrapping them)."""
+    return "\b\nExamples:\n" + "\n".join("  " + command for command in commands)
+
 
 SHEET_HELP = "The XLSX sheet to read  [default: the one whose header has ClientId]"
 
@@ -55,8 +62,13 @@ def sheet(*, help: str = SHEET_HELP):
     return click.option("--sheet", default=None, help=help)
 
 
-def quiet(*, help: str):
-    """``--quiet`` / ``-q``: no progress bar (and, where the help says so, no messages)."""
+QUIET_HELP = ("No progress bar, countdown or notes; errors, warnings and the final summary "
+              "still print.")
+
+
+def quiet(*, help: str = QUIET_HELP):
+    """``--quiet`` / ``-q``, one meaning in every command (README "Quiet runs"): no progress
+    bar, no countdown, no ``note:`` lines; errors, warnings and the summary still print."""
     return click.option("--quiet", "-q", is_flag=True, help=help)
 
 

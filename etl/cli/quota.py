@@ -9,7 +9,10 @@ from ..errors import format_epoch
 from . import options
 
 
-@click.command("quota")
+@click.command("quota", epilog=options.examples(
+    "intakeq-etl quota",
+    "intakeq-etl --sandbox quota --json",
+))
 @options.as_json(help="Print the numbers as one JSON object.")
 @click.pass_obj
 def quota(app, as_json: bool):

@@ -13,9 +13,14 @@ import click
 
 from ..config import DEFAULT_MAX_PER_DAY, DEFAULT_MAX_PER_MINUTE
 from ..state.files import make_private_dirs
+from . import options
 
 
-@click.command("sandbox")
+@click.command("sandbox", epilog=options.examples(
+    "intakeq-etl sandbox --port 8765",
+    "intakeq-etl sandbox --clients 1000 --reset --per-minute 0",
+    "intakeq-etl sandbox --per-minute 10 --fail-before 0.05 --lost-response 0.05",
+))
 @click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0 picks a free one).")
 @click.option("--state", "state", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="State file  [default: <state dir>/sandbox/state.json, shared with --sandbox]")

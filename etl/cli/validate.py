@@ -53,7 +53,12 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
     return lines
 
 
-@click.command("validate")
+@click.command("validate", epilog=options.examples(
+    "intakeq-etl validate exports/today/clients.csv",
+    "intakeq-etl validate edited.xlsx --report problems.csv",
+    "intakeq-etl validate clients.csv --date-format %d/%m/%Y --quiet --json",
+    "intakeq-etl validate old-system.csv --map old-system.map.toml",
+))
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every problem (row, column, value, check, message, hint) to this CSV.")
@@ -69,10 +74,11 @@ def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
                              "the manifest beside FILE]")
 @options.mapping()
 @options.ignore_column()
+@options.quiet()
 @options.as_json(help="Print one machine-readable summary line on stdout (the summary moves to stderr).")
 @click.pass_context
 def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula_guard, sheet, base, mapping,
-             ignore_columns, as_json):
+             ignore_columns, quiet, as_json):
     """Check FILE (CSV, Parquet or XLSX) against the clients schema; no API call, no key.
 
     Prints a summary and exits 0 when the file is valid (warnings allowed), 1 when it is
@@ -101,12 +107,13 @@ def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula
                 raise MappingError(f"{exc.message}\nreport: {report}", exc.problems) from None
             raise
         checked = (table, problems, what)
-        if table.sheet is not None:
-            click.echo(f"sheet: {table.sheet}", err=as_json)
-        for note in table.notes:
-            click.echo("note: " + note, err=as_json)
-        if "base" in found:
-            click.echo(found["base"].how, err=as_json)
+        if not quiet:       # how the file was read: notes, not the verdict
+            if table.sheet is not None:
+                click.echo(f"sheet: {table.sheet}", err=as_json)
+            for note in table.notes:
+                click.echo("note: " + note, err=as_json)
+            if "base" in found:
+                click.echo(found["base"].how, err=as_json)
         for line in summary_lines(file, table, problems, what):
             click.echo(line, err=as_json)        # with --json, stdout holds the JSON line only
         if report is not None:

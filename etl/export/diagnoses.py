@@ -183,6 +183,7 @@ class DiagnosesJob:
     def _fetch_todo(self, store: DiagnosesProgress) -> None:
         todo = self.plan.todo
         with self.run.hooks.progress(len(todo), desc="diagnoses", unit="client") as bar:
+            bar.update(0, remaining=len(todo))          # the ETA before the first request
             for n, client_id in enumerate(todo):
                 try:
                     rows = self.run.client.diagnoses(client_id)

@@ -64,6 +64,7 @@ class Run:
             expected_pages = expected_records // PAGE_SIZE + 1
         seen = done = 0
         with self.hooks.progress(expected_pages, desc=desc, unit="page") as bar:
+            bar.update(0, remaining=expected_pages)       # the ETA before the first request
             for page in self.client.iter_pages(**query):
                 if page and self.on_first_records is not None:
                     check, self.on_first_records = self.on_first_records, None

@@ -309,6 +309,11 @@ def _known_ids(plan: D.RowPlan, universe: list[dict], base: Base) -> set[int]:
     return known
 
 
+def requests_of(plan: D.RowPlan) -> int:
+    """The writes a row's plan sends: its save (if any) and one call per tag added or removed."""
+    return (plan.body is not None) + len(plan.tag_adds) + len(plan.tag_removes)
+
+
 def estimate(prepared: Prepared, client, settings) -> dict:
     """The request estimate: reads so far, writes to send, time and days they need."""
     todo = prepared.todo
@@ -500,9 +505,14 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     outcome = ApplyOutcome()
     try:
         with hooks.progress(len(todo), desc="import", unit="client") as bar:
+            left = {plan.row: requests_of(plan) for plan in todo}
+            bar.update(0, remaining=est["writes"])
+
             def row_done(plan):
                 hooks.row_done(plan)
-                bar.update(1)
+                if plan.row in outcome.results:       # not the row a stop left unsent
+                    left.pop(plan.row, None)
+                    bar.update(1, remaining=sum(left.values()))
 
             apply_plan(
                 client, todo, checkpoint, tz=prepared.timezone, clock=client.clock, outcome=outcome,
