@@ -166,6 +166,7 @@ def _json_summary(file: Path, paths, run, app, *, dry_run: bool, status: int | N
     prepared = run.prepared if run is not None else None
     return {
         "file": str(file),
+        "run": run.run_id if run is not None else None,
         "dry_run": dry_run,
         "base": prepared.base.export_id if prepared is not None else None,
         "plan": prepared.counts() if prepared is not None else None,
@@ -245,6 +246,9 @@ def _cli_hooks(paths, settings, *, quiet: bool, ask: bool):
         def note(self, message: str) -> None:
             ui.note(message)
 
+        def started(self, run_id: str) -> None:
+            ui.say(f"run: {run_id}")
+
         def planned(self, prepared, est: dict) -> None:
             _print_plan(prepared, est, paths, settings)
 
@@ -264,7 +268,8 @@ def _wrote(cp) -> bool:
 
 def _print_plan(prepared, est: dict, paths, settings) -> None:
     counts = prepared.counts()
-    order = ["create", "update", "unchanged", "conflict", "failed", "skipped", "created", "updated", "pending"]
+    order = ["create", "update", "unchanged", "conflict", "failed", "skipped", "created", "updated", "pending",
+             "manual"]
     shown = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
     ui.say(prepared.live_line())
     ui.say(f"plan: {prepared.n_rows} row(s): {shown or 'nothing'}")

@@ -90,8 +90,10 @@ class Checkpoint:
         self.identity = identity
         self.db: sqlite3.Connection | None = None
         self.operations_begun = 0
+        self.run_id: str | None = None      # the run it journals (``history``): kept by a resume
         if self.path.exists() and not restart:
             self.db = self._resume_existing()
+            self.run_id = _meta(self.db, "run") if self.db is not None else None
         # A file left at path now is not ours (--restart, or it never sent): replaced at the first write.
         self._replaces = self.db is None and self.path.exists()
 
@@ -117,6 +119,8 @@ class Checkpoint:
     def _writable(self) -> sqlite3.Connection:
         if self.db is None:
             self.db = _create(self.path, self.identity, replace=self._replaces)
+            if self.run_id is not None:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (self.run_id,))
         return self.db
 
     # ---------------------------------------------------------------- reading
@@ -188,6 +192,11 @@ def _identity_of(db: sqlite3.Connection) -> str | None:
         found = db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
     except sqlite3.OperationalError:        # no such table: an empty or foreign database
         return None
+    return found[0] if found else None
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    found = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
     return found[0] if found else None
 
 

@@ -21,7 +21,7 @@ from .diff import RowPlan
 
 REPORT_COLUMNS = ["row", "column", "value", "check", "severity", "message", "hint"]
 PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "note"]
-RESULT_COLUMNS = ["row", "ClientId", "status", "fields", "message"]
+RESULT_COLUMNS = ["row", "ClientId", "status", "fields", "message", "run"]
 
 
 @dataclass
@@ -93,14 +93,24 @@ def write_plan(path: Path, plans: list[RowPlan]) -> Path:
     return write_csv(path, PLAN_COLUMNS, plan_lines(plans))
 
 
-def write_results(path: Path, results: Iterable[RowResult]) -> Path:
+def write_results(path: Path, results: Iterable[RowResult], run: str | None = None) -> Path:
+    """One line per row; ``run``: the run id (``intakeq-etl undo`` takes the file for it)."""
     return write_csv(path, RESULT_COLUMNS, (
-        [r.row, r.client_id, r.status, "; ".join(r.fields), r.message]
+        [r.row, r.client_id, r.status, "; ".join(r.fields), r.message, run]
         for r in sorted(results, key=lambda r: r.row)))
 
 
+def run_of_results(path: Path) -> str | None:
+    """The run id a results file names (its ``run`` column), or None."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for line in csv.DictReader(fh):
+            if line.get("run"):
+                return line["run"]
+    return None
+
+
 def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir: Path,
-                               say: Callable[[str], None]) -> Path:
+                               say: Callable[[str], None], *, run: str | None = None) -> Path:
     """Write the results file where ``paths.results`` says or, when that fails (a full
     disk, a read-only folder), into the account's state dir; say where.
 
@@ -109,13 +119,13 @@ def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir:
     """
     results = list(results)
     try:
-        return write_results(paths.results, results)
+        return write_results(paths.results, results, run)
     except OSError as exc:
         reason = exc.strerror or str(exc)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     elsewhere = Path(account_dir) / "results" / f"{paths.results.stem}-{stamp}.csv"
     make_private_dirs(elsewhere.parent)
-    write_results(elsewhere, results)
+    write_results(elsewhere, results, run)
     say(f"warning: the results file could not be written to {paths.results} ({reason}); "
         f"it was written to {elsewhere} instead")
     paths.results = elsewhere

@@ -24,6 +24,7 @@ from . import applied, checks
 from . import diff as D
 from .base import Base, find_base
 from .checkpoint import Checkpoint, RowState
+from .history import IMPORT, UNDO, Journal, RunInfo, new_run_id
 from .live import fetch_live, live_custom_fields
 from .matching import fold
 from .options import ImportOptions, Paths, plan_identity
@@ -268,12 +269,14 @@ def estimate(prepared: Prepared, client, settings) -> dict:
 class Hooks(BaseHooks):
     """How an import talks to its caller: the library's :class:`etl.hooks.Hooks` (``say``,
     ``note``, ``progress``, ``should_stop``, asked before each row) and what only an
-    import has: the plan, the confirmation, each row done. Silent, and says yes."""
+    import (or an undo) has: its run id, the plan, the confirmation, each row done. Silent,
+    and says yes."""
 
     # Example cell values in messages (damage lines): client data, so only for a person at
     # a terminal, never for a scheduler's log.
     show_values = False
 
+    def started(self, run_id: str) -> None: ...
     def planned(self, prepared: Prepared, estimate: dict) -> None: ...
     def confirm(self, estimate: dict) -> bool: return True
     def row_done(self, plan: D.RowPlan) -> None: ...
@@ -296,22 +299,50 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     the rounds before it), since exit 1 says that nothing was written.
     """
     hooks = hooks or Hooks()
+    run = start_run(checkpoint, RunInfo(new_run_id(), IMPORT, str(Path(source).resolve())),
+                    dry_run=dry_run, hooks=hooks)
     kept = open_kept_reads(client, settings, source, opts, paths, dry_run=dry_run, note=hooks.note)
     try:
+        outcome = apply_rounds(
+            client, settings, paths,
+            lambda: _prepare_when_budget_allows(client, settings, source, opts, paths, checkpoint=checkpoint,
+                                                wait=wait, hooks=hooks, kept=kept),
+            checkpoint=checkpoint, dry_run=dry_run, wait=wait, hooks=hooks, run=run)
+    finally:
+        kept.close()
+    if not dry_run and outcome.stopped_by is None and outcome.exit_status() == 0:
+        kept.discard()         # every row done: the reads would only go stale
+    return outcome
+
+
+def start_run(checkpoint: Checkpoint | None, run: RunInfo, *, dry_run: bool, hooks: Hooks) -> RunInfo:
+    """The run's id: the one its checkpoint keeps (a resume goes on with the same run),
+    else ``run``'s new one, kept in the checkpoint from its first write. Said at the start."""
+    if checkpoint is not None and checkpoint.run_id:
+        run = dataclasses.replace(run, run_id=checkpoint.run_id)
+    elif checkpoint is not None and not dry_run:
+        checkpoint.run_id = run.run_id
+    if not dry_run:
+        hooks.started(run.run_id)
+    return run
+
+
+def apply_rounds(client, settings, paths: Paths, prepare_round: Callable[[], Prepared], *,
+                 checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks,
+                 run: RunInfo) -> RunOutcome:
+    """Hold the budget, then plan (``prepare_round``) and apply, in rounds with ``wait``: the
+    part an import and an undo share. An ``EtlError`` after the first write is
+    ``StoppedAfterWrites`` (exit 4)."""
+    try:
         with _hold_budget_waiting(client, wait=wait, hooks=hooks):   # before the first request
-            outcome = _rounds(client, settings, source, opts, paths, checkpoint=checkpoint,
-                              dry_run=dry_run, wait=wait, hooks=hooks, kept=kept)
+            return _rounds(client, settings, paths, prepare_round, checkpoint=checkpoint,
+                           dry_run=dry_run, wait=wait, hooks=hooks, run=run)
     except (BudgetExhausted, Interrupted):
         raise
     except EtlError as exc:
         if checkpoint is None or not checkpoint.operations_begun:
             raise
         raise stopped_after_writes(exc, paths) from exc
-    finally:
-        kept.close()
-    if not dry_run and outcome.stopped_by is None and outcome.exit_status() == 0:
-        kept.discard()         # every row done: the reads would only go stale
-    return outcome
 
 
 def open_kept_reads(client, settings, source: Path, opts: ImportOptions, paths: Paths, *, dry_run: bool,
@@ -355,19 +386,17 @@ def _reserve_writes(client, writes: int) -> None:
         ledger.reserve_more(writes)
 
 
-def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
-            checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks,
-            kept: KeptReads | None = None) -> RunOutcome:
+def _rounds(client, settings, paths: Paths, prepare_round: Callable[[], Prepared], *,
+            checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks, run: RunInfo) -> RunOutcome:
     """Plan and apply, once, or with ``wait`` again after each budget stop."""
     last: RunOutcome | None = None          # the latest round, stopped by the budget (--wait)
     while True:
         try:
             if last is not None:
                 _sleep_until(client.clock, last.stopped_by.frees_at, hooks)
-            prepared = _prepare_when_budget_allows(client, settings, source, opts, paths,
-                                                   checkpoint=checkpoint, wait=wait, hooks=hooks, kept=kept)
+            prepared = prepare_round()
             outcome = _plan_and_apply(client, settings, prepared, paths, checkpoint=checkpoint,
-                                      dry_run=dry_run, ask=last is None, hooks=hooks)
+                                      dry_run=dry_run, ask=last is None, hooks=hooks, run=run)
         except Interrupted as stop:
             if last is None:
                 raise Interrupted("interrupted (Ctrl-C) before the first write: nothing was "
@@ -396,8 +425,11 @@ def _prepare_when_budget_allows(client, settings, source: Path, opts: ImportOpti
 
 
 def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, checkpoint, dry_run: bool,
-                    ask: bool, hooks: Hooks) -> RunOutcome:
-    """Write the plan, then (unless a dry run or nothing to do) send it and write the results."""
+                    ask: bool, hooks: Hooks, run: RunInfo) -> RunOutcome:
+    """Write the plan, then (unless a dry run or nothing to do) send it and write the results.
+
+    Each row's before and after images go to the account's history (``history.Journal``)
+    before its first request."""
     from .applied import record as record_applied
     from .apply import ApplyOutcome, apply_plan
     from .reports import write_plan, write_results_or_elsewhere
@@ -409,27 +441,37 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         _reserve_writes(client, est["writes"])      # other runs now see the plan's need as used
     hooks.planned(prepared, est)
     todo = prepared.todo
-    if dry_run or not todo:
-        if not dry_run:
-            paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
-                                                   hooks.say))
-        return RunOutcome(prepared, dict(prepared.results), dry_run=dry_run)
+    if dry_run:
+        return RunOutcome(prepared, dict(prepared.results), dry_run=True)
+    if not todo:
+        paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
+                                               hooks.say, run=run.run_id))
+        if run.kind == UNDO:         # an undo with nothing left to send is on record too
+            Journal(settings.account_dir, run).finish(prepared.results.values())
+        return RunOutcome(prepared, dict(prepared.results), run_id=run.run_id)
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
     outcome = ApplyOutcome()
+    journal = Journal(settings.account_dir, run)
+    applied_as = prepared.base.export_id if run.kind == IMPORT else f"{run.kind}:{run.run_id}"
+
+    def created(plan):
+        journal.created(plan)
+        applied.record_created(settings.account_dir, plan.client_id, *plan.name_key, source=prepared.source)
+
     try:
-        with hooks.progress(len(todo), desc="import", unit="client") as bar:
+        with hooks.progress(len(todo), desc=run.kind, unit="client") as bar:
             def row_done(plan):
+                journal.row_done(plan, outcome.results.get(plan.row))
                 hooks.row_done(plan)
                 bar.update(1)
 
             apply_plan(
                 client, todo, checkpoint, tz=prepared.timezone, clock=client.clock, outcome=outcome,
                 should_stop=lambda: hooks.should_stop() or client.clock.stop_requested(),
-                on_created=lambda plan: applied.record_created(settings.account_dir, plan.client_id,
-                                                               *plan.name_key, source=prepared.source),
+                on_created=created, on_sending=journal.sending,
                 on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
-                on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
+                on_saved=lambda plan: record_applied(settings.account_dir, applied_as,
                                                      plan.client_id, plan.changes))
     finally:     # even when the disk or a bug stops it: the rows written are on record
         results = dict(prepared.results)
@@ -437,8 +479,12 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         for plan in todo:
             results.setdefault(plan.row, RowResult(plan.row, outcome.with_client(plan).client_id, "pending", (),
                                                    "not sent yet: run the same command again"))
-        paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say))
-    return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
+        try:
+            paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say,
+                                                   run=run.run_id))
+        finally:
+            journal.finish(results.values())
+    return RunOutcome(prepared, results, outcome.stopped_by, applied=True, run_id=run.run_id)
 
 
 def _stopped_by_budget_that_frees(outcome: RunOutcome) -> bool:
