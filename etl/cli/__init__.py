@@ -47,6 +47,8 @@ COMMANDS = {
     "export": ("etl.cli.export", "export", "Export all clients to CSV, Parquet or XLSX (full or incremental)."),
     "import": ("etl.cli.import_", "import_",
                "Import a CSV/Parquet/XLSX file: diff, plan, then apply only what changed."),
+    "undo": ("etl.cli.undo", "undo", "Take back exactly what one import changed, keeping what staff did since."),
+    "history": ("etl.cli.history", "history", "List this account's imports and undos (run ids for undo)."),
     "validate": ("etl.cli.validate", "validate", "Check a clients file against the schema, without any API call."),
     "quota": ("etl.cli.quota", "quota", "Show the daily request budget: used, remaining, when the next frees up."),
     "sandbox": ("etl.cli.sandbox", "sandbox", "Serve a local emulator of the IntakeQ Client API on 127.0.0.1."),

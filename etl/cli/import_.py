@@ -101,11 +101,24 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, base, ta
 
 def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bool, quiet: bool, ask: bool,
          wait_for_others: bool = True):
-    """The import itself, with Ctrl-C turned into a stop request on the client's clock, and
-    a failing disk or database turned into one line (exit 1 before any write, else 4).
+    """The import itself (:func:`run_guarded`)."""
+    from .. import importer as I
+
+    return run_guarded(
+        ctx, paths, I.plan_identity(file, opts),
+        lambda client, settings, cp, hooks: I.run_import(client, settings, file, opts, paths, checkpoint=cp,
+                                                         dry_run=dry_run, wait=wait, hooks=hooks),
+        dry_run=dry_run, restart=restart, quiet=quiet, ask=ask, wait_for_others=wait_for_others)
+
+
+def run_guarded(ctx, paths, identity: str, run, *, dry_run: bool, restart: bool, quiet: bool, ask: bool,
+                wait_for_others: bool = True):
+    """``run(client, settings, checkpoint, hooks)`` (an import or an undo), with Ctrl-C turned
+    into a stop request on the client's clock, and a failing disk or database turned into
+    one line (exit 1 before any write, else 4).
 
     The checkpoint's lock is held from before the checkpoint is opened until it is closed:
-    a second import of the same file waits for this one (or refuses), never writes beside it."""
+    a second run with the same checkpoint waits for this one (or refuses), never writes beside it."""
     from .. import importer as I
     from ..state.lock import checkpoint_lock
 
@@ -118,12 +131,10 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
             client = app.client(wait_for_others=wait_for_others,
                                 on_wait=ui.wait_countdown(quiet=quiet))
             held.enter_context(checkpoint_lock(paths.checkpoint, clock=client.clock, wait=wait_for_others))
-            cp = I.open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart=restart,
-                                   dry_run=dry_run, note=ui.note)
+            cp = I.open_checkpoint(paths.checkpoint, identity, restart=restart, dry_run=dry_run, note=ui.note)
             hooks = _cli_hooks(paths, settings, quiet=quiet, ask=ask)
             with _stop_on_sigint(client.clock):
-                run = I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
-                                   wait=wait, hooks=hooks)
+                result = run(client, settings, cp, hooks)
         except (OSError, sqlite3.Error) as exc:
             stop = _storage_stop(exc, app)
             if stop is not None:
@@ -140,12 +151,15 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
         finally:
             if cp is not None:
                 cp.close()
-    return run
+    return result
 
 
-def _report_run(run, paths, dry_run: bool, *, moved: bool = False) -> int:
-    """The closing lines on stderr; the exit code, or the error of a stopped run (75, 130)."""
+def _report_run(run, paths, dry_run: bool, *, moved: bool = False, closing: str | None = None) -> int:
+    """The closing lines on stderr; the exit code, or the error of a stopped run (75, 130).
+    ``closing``: said instead of the import's line when nothing was written."""
     line = run.closing_line()
+    if line is not None and closing is not None and not dry_run:
+        line = closing
     if line is not None:
         ui.say(line)
     if dry_run:

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished  REAL,                   -- the end of its latest round
     file      TEXT,                   -- the input file (an import) or the undone run's file
     counts    TEXT,                   -- JSON: created/updated/tagged/conflict/failed/pending...
-    undone_by TEXT                    -- the undo run that took this one back
+    undone_by TEXT,                   -- the undo run that took this one back
+    timezone  TEXT                    -- the zone its dates were sent in (an undo sends them so)
 );
 CREATE TABLE IF NOT EXISTS changes (
     run_id    TEXT NOT NULL,
@@ -73,6 +74,7 @@ class Run:
     file: str | None
     counts: dict
     undone_by: str | None
+    timezone: str | None = None
 
     def as_json(self) -> dict:
         return {"run": self.run_id, "kind": self.kind, "undoes": self.undoes,
@@ -117,10 +119,11 @@ class History:
         self.close()
 
     # ---------------------------------------------------------------- runs
-    def start(self, run_id: str, kind: str, *, file: str | None, undoes: str | None = None) -> None:
+    def start(self, run_id: str, kind: str, *, file: str | None, undoes: str | None = None,
+              timezone: str | None = None) -> None:
         """The run's line, once (a resumed run keeps its first start)."""
-        self.db.execute("INSERT OR IGNORE INTO runs (run_id, kind, undoes, started, file) VALUES (?, ?, ?, ?, ?)",
-                        (run_id, kind, undoes, time.time(), file))
+        self.db.execute("INSERT OR IGNORE INTO runs (run_id, kind, undoes, started, file, timezone) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (run_id, kind, undoes, time.time(), file, timezone))
 
     def finish_round(self, run_id: str, counts: dict) -> None:
         self.db.execute("UPDATE runs SET finished=?, counts=? WHERE run_id=?",
@@ -132,11 +135,11 @@ class History:
     def runs(self) -> list[Run]:
         """Newest first."""
         return [_run(r) for r in self.db.execute(
-            "SELECT run_id, kind, undoes, started, finished, file, counts, undone_by FROM runs "
+            "SELECT run_id, kind, undoes, started, finished, file, counts, undone_by, timezone FROM runs "
             "ORDER BY started DESC, run_id DESC")]
 
     def run(self, run_id: str) -> Run | None:
-        found = self.db.execute("SELECT run_id, kind, undoes, started, finished, file, counts, undone_by "
+        found = self.db.execute("SELECT run_id, kind, undoes, started, finished, file, counts, undone_by, timezone "
                                 "FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return _run(found) if found else None
 
@@ -197,7 +200,7 @@ def tag_of(field: str) -> str | None:
 
 
 def _run(r) -> Run:
-    return Run(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7])
+    return Run(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7], r[8])
 
 
 def _plain(v):
@@ -259,10 +262,10 @@ FINISHED_ROW = frozenset({"created", "updated"})
 class Journal:
     """One run's journal, open while it applies a round (``importer.run`` drives it)."""
 
-    def __init__(self, account_dir: Path, run: RunInfo):
+    def __init__(self, account_dir: Path, run: RunInfo, *, timezone: str | None = None):
         self.run = run
         self.history = History(account_dir)
-        self.history.start(run.run_id, run.kind, file=run.file, undoes=run.undoes)
+        self.history.start(run.run_id, run.kind, file=run.file, undoes=run.undoes, timezone=timezone)
 
     def sending(self, plan) -> None:
         """Before the row's first request: what it changes, before and after."""

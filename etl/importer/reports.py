@@ -55,7 +55,7 @@ def plan_lines(plans: list[RowPlan]) -> Iterable[list[Any]]:
         for c in p.conflicts:
             wrote = True
             yield [p.row, p.client_id, p.action, c.field, _cell(c.live), _cell(c.file), _cell(c.base),
-                   "conflict: changed in the file and in IntakeQ (old = IntakeQ now)"]
+                   c.note or "conflict: changed in the file and in IntakeQ (old = IntakeQ now)"]
         for t in p.tag_adds:
             wrote = True
             yield [p.row, p.client_id, p.action, "Tags", "", t, "", "add tag"]

@@ -447,12 +447,12 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
                                                hooks.say, run=run.run_id))
         if run.kind == UNDO:         # an undo with nothing left to send is on record too
-            Journal(settings.account_dir, run).finish(prepared.results.values())
+            Journal(settings.account_dir, run, timezone=prepared.timezone).finish(prepared.results.values())
         return RunOutcome(prepared, dict(prepared.results), run_id=run.run_id)
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
     outcome = ApplyOutcome()
-    journal = Journal(settings.account_dir, run)
+    journal = Journal(settings.account_dir, run, timezone=prepared.timezone)
     applied_as = prepared.base.export_id if run.kind == IMPORT else f"{run.kind}:{run.run_id}"
 
     def created(plan):

@@ -1,0 +1,236 @@
+"""``undo`` and ``history`` (issue 12): take back exactly what one import changed, and
+nothing staff did since; the account's history of runs.
+
+End to end through the real CLI against the sandbox; kills through ``python -m etl``
+subprocesses (as in test_import_resilience).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+from test_import import export_csv, import_, read_rows, snapshot_store, without_update_stamp, write_rows, writes
+from test_import_resilience import make_edits, spawn_import, writes_so_far
+
+from etl.importer.history import JournalEntry
+from etl.importer.undo import plan_undo_row
+from etl.sandbox import Faults
+
+NEW_CLIENT = {"FirstName": "Undone", "LastName": "Newcomer", "Email": "undone.newcomer@example.org"}
+
+
+def undo(run_cli, what, *args):
+    return run_cli("undo", what, "--yes", "--quiet", *args)
+
+
+def history(run_cli) -> list[dict]:
+    result = run_cli("history", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def run_of(results_csv) -> str:
+    _, rows = read_rows(results_csv)
+    return rows[0]["run"]
+
+
+def profiles(sandbox, ids) -> dict[int, dict]:
+    return {cid: without_update_stamp(sandbox.store.clients[cid]) for cid in ids}
+
+
+def edit_everything(run_cli, sandbox, tmp_path):
+    """Export, then edit: two emails, a custom field, a tag added, a tag removed, a blank
+    cleared (--blank clear), a new client. Returns the file and the edited ClientIds."""
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    custom = next(c for c in header if c.startswith("custom."))
+    free = list(rows)
+
+    def take(ok=lambda r: True):
+        found = next(r for r in free if ok(r))
+        free.remove(found)
+        return found
+
+    first, second = take(lambda r: r["Email"]), take(lambda r: r["Email"])
+    first["Email"], second["Email"] = "first.changed@example.org", "second.changed@example.org"
+    customised = take()
+    customised[custom] = "Changed by the import"
+    added = take()
+    added["Tags"] = "; ".join(filter(None, [added["Tags"], "undo-me"]))
+    removed = take(lambda r: r["Tags"] and ";" not in r["Tags"] and "\\" not in r["Tags"])
+    removed["Tags"] = ""                                       # its one tag removed (--tags replace)
+    blanked = take(lambda r: r["City"])
+    blanked["City"] = ""                                       # cleared (--blank clear)
+    edited = dict(email=int(first["ClientId"]), email2=int(second["ClientId"]), custom=int(customised["ClientId"]),
+                  tag_added=int(added["ClientId"]), tag_removed=int(removed["ClientId"]),
+                  blanked=int(blanked["ClientId"]))
+    write_rows(path, header, rows + [NEW_CLIENT])
+    return path, edited
+
+
+def test_undo_takes_back_every_change_but_a_staff_edit_which_it_reports(sandbox, run_cli, tmp_path):
+    path, edited = edit_everything(run_cli, sandbox, tmp_path)
+    before = snapshot_store(sandbox)
+    imported = import_(run_cli, path, "--tags", "replace", "--blank", "clear")
+    assert imported.exit_code == 0, imported.output
+    run = run_of(tmp_path / "export" / "clients.results.csv")
+    assert f"run: {run}" in imported.output
+    assert sandbox.store.clients[edited["email"]]["Email"] == "first.changed@example.org"
+    assert not sandbox.store.clients[edited["blanked"]]["City"]
+    created = max(sandbox.store.clients)
+    assert created not in before
+    sandbox.store.staff_edit(edited["email2"], Email="staff.fixed@example.org")   # a changed field, changed again
+
+    sandbox.log.clear()
+    result = undo(run_cli, run)
+
+    assert result.exit_code == 4, result.output
+    staff = edited["email2"]
+    for cid, profile in profiles(sandbox, before).items():
+        expected = without_update_stamp(before[cid])
+        if cid == staff:
+            expected["Email"] = "staff.fixed@example.org"     # kept: staff's, not the import's
+        assert profile == expected, cid
+    assert created in sandbox.store.clients                # cannot be deleted through the API
+    folder = tmp_path / "export"
+    _, results = read_rows(folder / f"clients.undo-{run}.results.csv")
+    by_client = {int(r["ClientId"]): r for r in results}
+    conflict = by_client[staff]
+    assert conflict["status"] == "conflict"
+    assert "staff.fixed@example.org" in conflict["message"] and "second.changed@example.org" in conflict["message"]
+    assert before[staff]["Email"] in conflict["message"]
+    manual = by_client[created]
+    assert manual["status"] == "manual" and "Undone Newcomer" in manual["message"]
+    assert "by hand" in manual["message"]
+    _, plan = read_rows(folder / f"clients.undo-{run}.plan.csv")
+    line = next(p for p in plan if p["action"] == "conflict")
+    assert (line["field"], line["old"], line["new"], line["base"]) == \
+        ("Email", "staff.fixed@example.org", before[staff]["Email"], "second.changed@example.org")
+    assert any(p["action"] == "manual" and p["ClientId"] == str(created) for p in plan)
+    assert len(writes(sandbox)) == 5         # 3 saves (email, custom field, blank) + 2 tag calls: no more
+
+    runs = history(run_cli)
+    assert [r["kind"] for r in runs] == ["undo", "import"]
+    assert runs[0]["undoes"] == run and runs[1]["undone_by"] == runs[0]["run"]
+    assert runs[1]["counts"]["created"] == 1 and runs[1]["counts"]["tagged"] == 2
+
+    sandbox.log.clear()
+    again = undo(run_cli, folder / "clients.results.csv")        # the results file names the run
+    assert again.exit_code == 4, again.output                    # the staff edit still kept
+    assert writes(sandbox) == []
+
+
+def test_an_undo_killed_with_sigkill_and_run_again_reaches_the_same_state(sandbox, run_cli, cli_env, tmp_path):
+    sandbox.reset(n_clients=30, seed=7)
+    path, _expect = make_edits(run_cli, sandbox, tmp_path)
+    before = snapshot_store(sandbox)
+    imported = import_(run_cli, path)
+    assert imported.exit_code == 0, imported.output
+    run = run_of(path.parent / "clients.results.csv")
+
+    sandbox.configure(faults=Faults(seed=1, write_latency=0.15))
+    start = writes_so_far(sandbox)
+    proc = spawn_undo(cli_env, run)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and writes_so_far(sandbox) < start + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and writes_so_far(sandbox) > start    # killed mid-run
+    sandbox.configure(faults=Faults())
+
+    again = undo(run_cli, run)
+    assert again.exit_code == 0, again.output
+    assert profiles(sandbox, before) == {cid: without_update_stamp(r) for cid, r in before.items()}
+    sandbox.log.clear()
+    assert undo(run_cli, run).exit_code == 0
+    assert writes(sandbox) == []
+
+
+def test_an_import_killed_mid_run_is_undoable(sandbox, run_cli, cli_env, tmp_path):
+    sandbox.reset(n_clients=30, seed=7)
+    path, _expect = make_edits(run_cli, sandbox, tmp_path)
+    before = snapshot_store(sandbox)
+    sandbox.configure(faults=Faults(seed=1, write_latency=0.15))
+    proc = spawn_import(cli_env, path)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and writes_so_far(sandbox) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    sandbox.configure(faults=Faults())
+    assert any(without_update_stamp(sandbox.store.clients[cid]) != without_update_stamp(r)
+               for cid, r in before.items())               # some of its writes landed
+    runs = history(run_cli)
+    assert len(runs) == 1 and runs[0]["kind"] == "import"
+
+    result = undo(run_cli, runs[0]["run"])
+
+    assert result.exit_code == 0, result.output
+    assert profiles(sandbox, before) == {cid: without_update_stamp(r) for cid, r in before.items()}
+
+
+def test_undoing_an_older_run_keeps_what_a_later_import_changed(sandbox, run_cli, tmp_path):
+    first = export_csv(run_cli, tmp_path / "one")
+    header, rows = read_rows(first)
+    cid = int(rows[0]["ClientId"])
+    city_before = rows[0]["City"]
+    rows[0]["City"], rows[0]["Email"] = "First Run City", "first.run@example.org"
+    write_rows(first, header, rows)
+    assert import_(run_cli, first).exit_code == 0
+    second = export_csv(run_cli, tmp_path / "two")
+    header, rows = read_rows(second)
+    rows[0]["City"] = "Second Run City"
+    write_rows(second, header, rows)
+    assert import_(run_cli, second).exit_code == 0
+    older = run_of(tmp_path / "one" / "clients.results.csv")
+
+    result = undo(run_cli, older)
+
+    assert result.exit_code == 4, result.output
+    now = sandbox.store.clients[cid]
+    assert now["City"] == "Second Run City"                 # the later import's: kept, reported
+    assert now["Email"] != "first.run@example.org"          # the rest is taken back
+    _, plan = read_rows(tmp_path / "one" / f"clients.undo-{older}.plan.csv")
+    line = next(p for p in plan if p["field"] == "City")
+    assert line["action"] == "update" and "conflict" in line["note"]
+    assert (line["old"], line["new"]) == ("Second Run City", city_before)
+
+
+def test_an_unknown_run_is_one_line_and_exit_1(sandbox, run_cli):
+    result = run_cli("undo", "20990101T000000-dead", "--yes")
+    assert result.exit_code == 1
+    assert "no run 20990101T000000-dead" in result.output and "Traceback" not in result.output
+
+
+def test_plan_undo_row_sets_back_only_what_live_still_holds_from_the_run():
+    live = {"ClientId": 7, "City": "Run City", "Email": "staff@example.org", "Tags": ["kept", "added"]}
+    row = pd.Series({"ClientId": 7, "City": "Run City", "Email": "staff@example.org", "Phone": None})
+    entries = [JournalEntry(2, 7, "City", "Boston", "Run City", "confirmed", 0.0),
+               JournalEntry(2, 7, "Email", "old@example.org", "run@example.org", "confirmed", 0.0),
+               JournalEntry(2, 7, "Phone", None, "555-0100", "sent", 0.0),          # never landed
+               JournalEntry(2, 7, "Tags+added", False, True, "confirmed", 0.0),
+               JournalEntry(2, 7, "Tags-gone", True, False, "confirmed", 0.0)]
+    plan = plan_undo_row(2, 7, entries, live, row)
+    assert [(c.field, c.new) for c in plan.changes] == [("City", "Boston")]
+    assert plan.body["City"] == "Boston" and plan.body["Email"] == "staff@example.org"   # a full profile
+    assert [c.field for c in plan.conflicts] == ["Email"]
+    assert (plan.tag_removes, plan.tag_adds) == (["added"], ["gone"])
+
+    later = plan_undo_row(2, 7, entries, live, row, later={(7, "City"), (7, "Tags:added")})
+    assert later.changes == [] and later.tag_removes == []
+    assert {c.field for c in later.conflicts} == {"City", "Email", "Tags"}
+    forced = plan_undo_row(2, 7, entries, live, row, later={(7, "City")}, prefer_undo=True)
+    assert {c.field: c.new for c in forced.changes} == {"City": "Boston", "Email": "old@example.org"}
+
+
+def spawn_undo(cli_env, run):
+    return subprocess.Popen([sys.executable, "-m", "etl", "undo", run, "--yes", "--quiet"],
+                            env={**os.environ, **cli_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
