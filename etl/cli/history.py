@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -33,10 +34,10 @@ def history(app, as_json: bool):
     if not runs:
         click.echo("no imports yet in this account's history")
         return
-    click.echo(f"{'run':<22} {'kind':<24} {'started':<21} {'file':<24} counts")
+    click.echo(f"{'run':<22} {'kind':<30} {'started':<21} {'file':<24} counts")
     for r in runs:
         kind = f"undo of {r.undoes}" if r.kind == "undo" else r.kind
         counts = ", ".join(f"{r.counts[k]} {k}" for k in COUNT_ORDER if r.counts.get(k)) or "nothing written"
         undone = f"; undone by {r.undone_by}" if r.undone_by else ""
-        name = r.file.rsplit("/", 1)[-1] if r.file else ""
-        click.echo(f"{r.run_id:<22} {kind:<24} {day(r.started):<21} {name:<24} {counts}{undone}")
+        name = Path(r.file).name if r.file else ""
+        click.echo(f"{r.run_id:<22} {kind:<30} {day(r.started):<21} {name:<24} {counts}{undone}")
