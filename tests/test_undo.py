@@ -76,10 +76,10 @@ def edit_everything(run_cli, sandbox, tmp_path):
 def test_undo_takes_back_every_change_but_a_staff_edit_which_it_reports(sandbox, run_cli, tmp_path):
     path, edited = edit_everything(run_cli, sandbox, tmp_path)
     before = snapshot_store(sandbox)
-    imported = import_(run_cli, path, "--tags", "replace", "--blank", "clear")
+    imported = import_(run_cli, path, "--tags", "replace", "--blank", "clear", "--json")
     assert imported.exit_code == 0, imported.output
     run = run_of(tmp_path / "export" / "clients.results.csv")
-    assert f"run: {run}" in imported.output
+    assert f"run: {run}" in imported.stderr and json.loads(imported.stdout)["run"] == run
     assert sandbox.store.clients[edited["email"]]["Email"] == "first.changed@example.org"
     assert not sandbox.store.clients[edited["blanked"]]["City"]
     created = max(sandbox.store.clients)

@@ -58,6 +58,7 @@ def undo(ctx, run, dry_run, prefer, checkpoint, results, plan_path, wait, no_wai
     paths = None
     try:
         settings = app.settings()
+        settings.require_key()
         target = U.resolve_run(settings.account_dir, run)
         paths = U.undo_paths(target, checkpoint=checkpoint, results=results, plan=plan_path)
         check_side_files(Path(target.file) if target.file else paths.results.with_suffix(".input"), paths)

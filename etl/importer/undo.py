@@ -56,6 +56,9 @@ def resolve_run(account_dir: Path, run: str | Path) -> Run:
         if run_id is None:
             raise InputError(f"{path}: this results file names no run (no run column: written by an older "
                              "version?); pass the run id (intakeq-etl history lists them)")
+    elif path.suffix or "/" in run_id:
+        raise InputError(f"{run}: no such results file (RUN is a run id from intakeq-etl history, or the path "
+                         "of that import's results file)")
     with History(account_dir) as history:
         found = history.run(run_id)
     if found is None:
