@@ -147,6 +147,7 @@ def test_an_undo_killed_with_sigkill_and_run_again_reaches_the_same_state(sandbo
     again = undo(run_cli, run)
     assert again.exit_code == 0, again.output
     assert profiles(sandbox, before) == {cid: without_update_stamp(r) for cid, r in before.items()}
+    assert [r["kind"] for r in history(run_cli)] == ["undo", "import"]     # resumed: one undo run
     sandbox.log.clear()
     assert undo(run_cli, run).exit_code == 0
     assert writes(sandbox) == []
@@ -201,6 +202,29 @@ def test_undoing_an_older_run_keeps_what_a_later_import_changed(sandbox, run_cli
     line = next(p for p in plan if p["field"] == "City")
     assert line["action"] == "update" and "conflict" in line["note"]
     assert (line["old"], line["new"]) == ("Second Run City", city_before)
+
+
+def test_an_undo_can_be_undone_and_the_run_undone_again(sandbox, run_cli, tmp_path):
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    cid, city = int(rows[0]["ClientId"]), rows[0]["City"]
+    rows[0]["City"] = "Redo City"
+    write_rows(path, header, rows)
+    assert import_(run_cli, path).exit_code == 0
+    run = run_of(path.parent / "clients.results.csv")
+    assert undo(run_cli, run).exit_code == 0
+    assert sandbox.store.clients[cid]["City"] == city
+    undo_run = history(run_cli)[0]["run"]
+
+    assert undo(run_cli, undo_run).exit_code == 0            # the undo taken back: the import's value again
+    assert sandbox.store.clients[cid]["City"] == "Redo City"
+    assert history(run_cli)[-1]["undone_by"] is None          # the import is in effect again
+    again = undo(run_cli, run)                               # a new undo run, planned against live
+    assert again.exit_code == 0, again.output
+    assert sandbox.store.clients[cid]["City"] == city
+    runs = history(run_cli)
+    assert [r["kind"] for r in runs] == ["undo", "undo", "undo", "import"]
+    assert runs[-1]["undone_by"] == runs[0]["run"]
 
 
 def test_an_unknown_run_is_one_line_and_exit_1(sandbox, run_cli):

@@ -112,7 +112,7 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
 
 
 def run_guarded(ctx, paths, identity: str, run, *, dry_run: bool, restart: bool, quiet: bool, ask: bool,
-                wait_for_others: bool = True):
+                wait_for_others: bool = True, fresh_when_finished: bool = False):
     """``run(client, settings, checkpoint, hooks)`` (an import or an undo), with Ctrl-C turned
     into a stop request on the client's clock, and a failing disk or database turned into
     one line (exit 1 before any write, else 4).
@@ -131,7 +131,8 @@ def run_guarded(ctx, paths, identity: str, run, *, dry_run: bool, restart: bool,
             client = app.client(wait_for_others=wait_for_others,
                                 on_wait=ui.wait_countdown(quiet=quiet))
             held.enter_context(checkpoint_lock(paths.checkpoint, clock=client.clock, wait=wait_for_others))
-            cp = I.open_checkpoint(paths.checkpoint, identity, restart=restart, dry_run=dry_run, note=ui.note)
+            cp = I.open_checkpoint(paths.checkpoint, identity, restart=restart, dry_run=dry_run, note=ui.note,
+                                   fresh_when_finished=fresh_when_finished)
             hooks = _cli_hooks(paths, settings, quiet=quiet, ask=ask)
             with _stop_on_sigint(client.clock):
                 result = run(client, settings, cp, hooks)

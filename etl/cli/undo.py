@@ -69,7 +69,7 @@ def undo(ctx, run, dry_run, prefer, checkpoint, results, plan_path, wait, no_wai
                                                                prefer_undo=prefer == "undo", dry_run=dry_run,
                                                                wait=wait, hooks=hooks),
             dry_run=dry_run, restart=False, quiet=quiet, ask=sys.stdin.isatty() and not yes,
-            wait_for_others=not no_wait_for_others)
+            wait_for_others=not no_wait_for_others, fresh_when_finished=True)
         if not dry_run:
             line = U.manual_line(outcome.results.values())
             if line is not None:

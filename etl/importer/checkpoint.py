@@ -79,12 +79,14 @@ class RowState:
 class Checkpoint:
     """The journal at ``path`` for one plan identity; the file appears at the first write.
 
-    ``restart`` ignores an existing file (it is replaced at the first write).
+    ``restart`` ignores an existing file (it is replaced at the first write);
+    ``fresh_when_finished`` ignores it too when nothing is left to resume (no row in flight
+    or pending): an undo asked again after it finished is a new run, planned afresh.
     ``operations_begun`` counts the operations this object marked in flight: non-zero once
     this run has sent (or is about to send) a write.
     """
 
-    def __init__(self, path: Path, identity: str, *, restart: bool = False):
+    def __init__(self, path: Path, identity: str, *, restart: bool = False, fresh_when_finished: bool = False):
         self.path = Path(path)
         refuse_symlink(self.path, "the checkpoint")
         self.identity = identity
@@ -92,20 +94,20 @@ class Checkpoint:
         self.operations_begun = 0
         self.run_id: str | None = None      # the run it journals (``history``): kept by a resume
         if self.path.exists() and not restart:
-            self.db = self._resume_existing()
+            self.db = self._resume_existing(fresh_when_finished)
             self.run_id = _meta(self.db, "run") if self.db is not None else None
         # A file left at path now is not ours (--restart, or it never sent): replaced at the first write.
         self._replaces = self.db is None and self.path.exists()
 
-    def _resume_existing(self) -> sqlite3.Connection | None:
+    def _resume_existing(self, fresh_when_finished: bool = False) -> sqlite3.Connection | None:
         """The file, open for resuming, if it is ours; None if it may be replaced."""
         if self.path.stat().st_size and not _is_checkpoint(self.path):
             raise PathError(f"{self.path} is not a checkpoint of intakeq-etl (another file is there): "
                             "pass --checkpoint with another path; the file was left as it is")
         db = connect(self.path, wal=False)
-        if _identity_of(db) == self.identity:
+        if _identity_of(db) == self.identity and not (fresh_when_finished and not _has_unfinished_rows(db)):
             return db
-        unfinished = _has_unfinished_rows(db)
+        unfinished = _has_unfinished_rows(db) and _identity_of(db) != self.identity
         db.close()
         if unfinished:
             raise CheckpointMismatch(

@@ -130,7 +130,13 @@ class History:
                         (time.time(), json.dumps(counts, sort_keys=True), run_id))
 
     def mark_undone(self, run_id: str, by: str) -> None:
-        self.db.execute("UPDATE runs SET undone_by=? WHERE run_id=?", (by, run_id))
+        """``run_id`` is undone by ``by`` (a first undo only). Undoing an undo puts the run
+        it had undone back in effect: no longer undone."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("UPDATE runs SET undone_by=? WHERE run_id=? AND undone_by IS NULL", (by, run_id))
+            self.db.execute("UPDATE runs SET undone_by=NULL WHERE undone_by=? AND run_id=(SELECT undoes FROM "
+                            "runs WHERE run_id=? AND kind='undo')", (run_id, run_id))
 
     def runs(self) -> list[Run]:
         """Newest first."""
@@ -184,6 +190,15 @@ class History:
                      AND c.client_id IS NOT NULL""",
             (run.run_id, run.started, run.started, run.run_id)).fetchall()
         return {(int(cid), change_key(field)) for cid, field in found}
+
+
+def is_undone(account_dir: Path, run_id: str | None) -> bool:
+    """Has an undo taken the run back (``undone_by``)?"""
+    if run_id is None:
+        return False
+    with History(account_dir) as history:
+        found = history.run(run_id)
+    return found is not None and found.undone_by is not None
 
 
 def change_key(field: str) -> str:
@@ -286,8 +301,7 @@ class Journal:
             results = list(results)
             self.history.finish_round(self.run.run_id, counts(results))
             if self.run.undoes and not any(r.status == "pending" for r in results):
-                self.history.db.execute("UPDATE runs SET undone_by=? WHERE run_id=? AND undone_by IS NULL",
-                                        (self.run.run_id, self.run.undoes))
+                self.history.mark_undone(self.run.undoes, self.run.run_id)
         finally:
             self.history.close()
 

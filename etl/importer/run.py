@@ -24,7 +24,7 @@ from . import applied, checks
 from . import diff as D
 from .base import Base, find_base
 from .checkpoint import Checkpoint, RowState
-from .history import IMPORT, UNDO, Journal, RunInfo, new_run_id
+from .history import IMPORT, UNDO, Journal, RunInfo, is_undone, new_run_id
 from .live import fetch_live, live_custom_fields
 from .matching import fold
 from .options import ImportOptions, Paths, plan_identity
@@ -446,7 +446,9 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     if not todo:
         paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
                                                hooks.say, run=run.run_id))
-        if run.kind == UNDO:         # an undo with nothing left to send is on record too
+        if run.kind == UNDO and not is_undone(settings.account_dir, run.undoes):
+            # nothing left to take back (a killed run's writes never landed, staff set it all
+            # back): the run is undone, and this undo on record
             Journal(settings.account_dir, run, timezone=prepared.timezone).finish(prepared.results.values())
         return RunOutcome(prepared, dict(prepared.results), run_id=run.run_id)
     if ask and not hooks.confirm(est):

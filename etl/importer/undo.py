@@ -121,38 +121,40 @@ def prepare_undo(client, settings, target: Run, *, checkpoint: Checkpoint | None
         by_row[e.row].append(e)
     echo(f"undo: run {target.run_id} ({target.kind} of {Path(target.file).name if target.file else '?'}, "
          f"{day(target.started)}): {len(by_row)} row(s) in its journal")
-    settled: dict[int, RowResult] = {}
+    # Every row is planned against live, also on a resume: what an interrupted attempt set
+    # back is then as before the run (nothing to send), and keeps its checkpoint status.
     states = checkpoint.all() if checkpoint is not None else {}
-    for row, st in states.items():
-        if st.final:
-            settled[row] = RowResult(row, st.client_id, st.status, st.fields, st.error or "")
+    settled: dict[int, RowResult] = {}
     plans: list[D.RowPlan] = []
-    to_read = set()
     for row, items in sorted(by_row.items()):
         created = next((e for e in items if e.field == CREATED), None)
         if created is not None:
             plan = created_client_plan(row, created, target)
             plans.append(plan)
             settled[row] = RowResult(row, plan.client_id, MANUAL, (), plan.message)
-        elif row not in settled:
-            to_read.add(items[0].client_id)
     reads_before = client.requests_sent
-    live, how = read_live(client, sorted(i for i in to_read if i is not None), since=target.started)
+    live, how = read_live(client, sorted({items[0].client_id for row, items in by_row.items()
+                                          if row not in settled and items[0].client_id is not None}),
+                          since=target.started)
     frame = _typed(live, tz)
     for row, items in sorted(by_row.items()):
-        if row in settled:            # done by an earlier attempt, or a client the run created
+        if row in settled:            # a client the run created
             continue
         cid = items[0].client_id
         if cid not in live:
             plans.append(D.RowPlan(row, cid, D.FAILED, message=f"ClientId {cid} was not found in IntakeQ"))
             continue
-        plans.append(plan_undo_row(row, cid, items, live[cid], frame.loc[cid], later=later,
-                                   prefer_undo=prefer_undo, tz=tz, run_id=target.run_id))
+        plan = plan_undo_row(row, cid, items, live[cid], frame.loc[cid], later=later,
+                             prefer_undo=prefer_undo, tz=tz, run_id=target.run_id)
+        done = states.get(row)
+        if plan.action == D.UNCHANGED and done is not None and done.status == "updated":
+            settled[row] = RowResult(row, cid, "updated", done.fields, "")    # by this undo, before a stop
+        plans.append(plan)
     for p in plans:
         if p.action in (D.CONFLICT, D.FAILED, D.UNCHANGED):
             settled.setdefault(p.row, RowResult(p.row, p.client_id, p.action, (), p.message))
-    base = Base(None, None, f"undo of run {target.run_id}")
     plans.sort(key=lambda p: p.row)
+    base = Base(None, None, f"undo of run {target.run_id}")
     return Prepared(Path(target.file or target.run_id), plans, settled, base, how,
                     client.requests_sent - reads_before, n_rows=len(by_row), timezone=tz)
 
