@@ -125,6 +125,13 @@ class Checkpoint:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (self.run_id,))
         return self.db
 
+    def keep_run(self, run_id: str) -> None:
+        """The run this journal belongs to: kept from its first write (a file of an older
+        version, resumed, gets it now)."""
+        self.run_id = run_id
+        if self.db is not None:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (run_id,))
+
     # ---------------------------------------------------------------- reading
     def get(self, row: int) -> RowState | None:
         if self.db is None:

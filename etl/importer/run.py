@@ -299,7 +299,7 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     the rounds before it), since exit 1 says that nothing was written.
     """
     hooks = hooks or Hooks()
-    run = start_run(checkpoint, RunInfo(new_run_id(), IMPORT, str(Path(source).resolve())),
+    run = start_run(checkpoint, RunInfo(new_run_id(), IMPORT, str(Path(source).resolve())), settings.account_dir,
                     dry_run=dry_run, hooks=hooks)
     kept = open_kept_reads(client, settings, source, opts, paths, dry_run=dry_run, note=hooks.note)
     try:
@@ -315,13 +315,19 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     return outcome
 
 
-def start_run(checkpoint: Checkpoint | None, run: RunInfo, *, dry_run: bool, hooks: Hooks) -> RunInfo:
+def start_run(checkpoint: Checkpoint | None, run: RunInfo, account_dir: Path, *, dry_run: bool,
+              hooks: Hooks) -> RunInfo:
     """The run's id: the one its checkpoint keeps (a resume goes on with the same run),
-    else ``run``'s new one, kept in the checkpoint from its first write. Said at the start."""
+    else ``run``'s new one, kept in the checkpoint from its first write. Said at the start.
+
+    A run undone since keeps its rows done (a scheduled re-run never redoes it): said."""
     if checkpoint is not None and checkpoint.run_id:
         run = dataclasses.replace(run, run_id=checkpoint.run_id)
+        if is_undone(account_dir, run.run_id):
+            hooks.note(f"run {run.run_id} of this checkpoint was undone: the rows it did are not sent "
+                       "again (to apply them again: undo the undo, or --restart)")
     elif checkpoint is not None and not dry_run:
-        checkpoint.run_id = run.run_id
+        checkpoint.keep_run(run.run_id)
     if not dry_run:
         hooks.started(run.run_id)
     return run

@@ -102,7 +102,7 @@ def undo_import(client, settings, run: str | Path | Run, paths: Paths | None = N
     if target.undone_by:
         hooks.note(f"run {target.run_id} was undone already (by {target.undone_by}); live is checked again")
     this = start_run(checkpoint, RunInfo(new_run_id(), UNDO, target.file, undoes=target.run_id),
-                     dry_run=dry_run, hooks=hooks)
+                     settings.account_dir, dry_run=dry_run, hooks=hooks)
     return apply_rounds(client, settings, paths,
                         lambda: prepare_undo(client, settings, target, checkpoint=checkpoint,
                                              prefer_undo=prefer_undo, echo=hooks.say),
