@@ -227,6 +227,46 @@ def test_an_undo_can_be_undone_and_the_run_undone_again(sandbox, run_cli, tmp_pa
     assert runs[-1]["undone_by"] == runs[0]["run"]
 
 
+def test_from_python_an_undo_stops_at_the_budget_and_wait_finishes_it(sandbox, run_cli, settings, tmp_path):
+    from etl import undo_import
+    from etl.api import IntakeQClient, Ledger
+    from etl.clock import FakeClock
+    from etl.errors import BudgetExhausted
+    from etl.importer import open_checkpoint, undo_identity, undo_paths
+    from etl.importer.undo import resolve_run
+
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    before = snapshot_store(sandbox)
+    for r in rows[:5]:
+        r["City"] = "Budget City"
+    write_rows(path, header, rows)
+    assert import_(run_cli, path).exit_code == 0
+    target = resolve_run(settings.account_dir, path.parent / "clients.results.csv")
+    ledger = Ledger.for_settings(settings)
+    used = ledger.usage().used_24h
+    ledger.close()
+    tight = settings.with_(max_per_day=used + 1 + 2)        # the listing, then two saves
+    paths = undo_paths(target)
+    clock = FakeClock(time.time())
+    client = IntakeQClient(tight, clock=clock)
+
+    cp = open_checkpoint(paths.checkpoint, undo_identity(target), restart=False, dry_run=False)
+    stopped = undo_import(client, tight, target.run_id, paths, checkpoint=cp)
+    cp.close()
+    assert isinstance(stopped.stopped_by, BudgetExhausted) and stopped.run_id
+    assert sorted(r.status for r in stopped.results.values()) == ["pending"] * 3 + ["updated"] * 2
+
+    cp = open_checkpoint(paths.checkpoint, undo_identity(target), restart=False, dry_run=False)
+    finished = undo_import(client, tight, target.run_id, paths, checkpoint=cp, wait=True)
+    cp.close()
+    client.close()
+    assert finished.stopped_by is None and finished.exit_status() == 0
+    assert finished.run_id == stopped.run_id                   # resumed: the same undo run
+    assert max(clock.slept) > 3600                             # it waited for the budget
+    assert profiles(sandbox, before) == {cid: without_update_stamp(r) for cid, r in before.items()}
+
+
 def test_an_unknown_run_is_one_line_and_exit_1(sandbox, run_cli):
     result = run_cli("undo", "20990101T000000-dead", "--yes")
     assert result.exit_code == 1
