@@ -294,6 +294,26 @@ def test_plan_undo_row_sets_back_only_what_live_still_holds_from_the_run():
     assert {c.field: c.new for c in forced.changes} == {"City": "Boston", "Email": "old@example.org"}
 
 
+def test_a_save_refused_before_it_took_effect_leaves_nothing_to_undo(tmp_path):
+    from etl.importer.diff import Change, RowPlan
+    from etl.importer.history import History, Journal, RunInfo
+    from etl.importer.reports import RowResult
+
+    refused = RowPlan(2, 7, "update", changes=[Change("City", "Boston", "Run City")], body={"ClientId": 7})
+    saved = RowPlan(3, 8, "update", changes=[Change("City", "Salem", "Run City")], body={"ClientId": 8})
+    journal = Journal(tmp_path, RunInfo("20261201T000000-abcd"))
+    for plan in (refused, saved):
+        journal.sending(plan)                    # before the request: both journalled
+    journal.saved(saved)
+    journal.row_done(refused, RowResult(2, 7, "failed", ("City",), "IntakeQ refused the save: ..."))
+    journal.row_done(saved, RowResult(3, 8, "updated", ("City",)))
+    journal.finish([])
+    with History(tmp_path) as store:
+        entries = store.journal("20261201T000000-abcd")
+    assert [(e.row, e.field, e.before, e.after, e.status) for e in entries] == \
+        [(3, "City", "Salem", "Run City", "confirmed")]
+
+
 def spawn_undo(cli_env, run):
     return subprocess.Popen([sys.executable, "-m", "etl", "undo", run, "--yes", "--quiet"],
                             env={**os.environ, **cli_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -171,6 +171,11 @@ class History:
         self.db.execute("UPDATE changes SET status='confirmed', client_id=COALESCE(client_id, ?) "
                         "WHERE run_id=? AND row=?", (client_id, run_id, row))
 
+    def forget(self, run_id: str, row: int, fields) -> None:
+        """Journal entries of writes that never happened (refused before taking effect)."""
+        self.db.executemany("DELETE FROM changes WHERE run_id=? AND row=? AND field=? AND status='sent'",
+                            [(run_id, row, f) for f in fields])
+
     def set_client(self, run_id: str, row: int, client_id: int) -> None:
         self.db.execute("UPDATE changes SET client_id=? WHERE run_id=? AND row=? AND client_id IS NULL",
                         (int(client_id), run_id, row))
@@ -279,6 +284,7 @@ class Journal:
 
     def __init__(self, account_dir: Path, run: RunInfo, *, timezone: str | None = None):
         self.run = run
+        self.saved_rows: set[int] = set()
         self.history = History(account_dir)
         self.history.start(run.run_id, run.kind, file=run.file, undoes=run.undoes, timezone=timezone)
 
@@ -289,11 +295,21 @@ class Journal:
     def created(self, plan) -> None:
         self.history.set_client(self.run.run_id, plan.row, plan.client_id)
 
+    def saved(self, plan) -> None:
+        """A save of the row landed (``apply_plan``'s ``on_saved``; tag calls come apart)."""
+        if any(tag_of(c.field) is None for c in plan.changes):
+            self.saved_rows.add(plan.row)
+
     def row_done(self, plan, result) -> None:
         if result is None:
             return
         if result.status in FINISHED_ROW or (result.status == "conflict" and plan.conflicts):
             self.history.confirmed(self.run.run_id, plan.row, result.client_id)
+        elif result.status in ("failed", "conflict") and plan.row not in self.saved_rows:
+            # Refused (4xx), or a clash found before sending: the save or create never
+            # happened, so its fields are not the run's to take back (tag calls may have).
+            fields = [CREATED] if plan.action == "create" else [c.field for c in plan.changes]
+            self.history.forget(self.run.run_id, plan.row, fields)
 
     def finish(self, results) -> None:
         """The round's counts; an undo with nothing left pending marks its run undone."""

@@ -467,6 +467,10 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
         journal.created(plan)
         applied.record_created(settings.account_dir, plan.client_id, *plan.name_key, source=prepared.source)
 
+    def saved(plan):
+        journal.saved(plan)
+        record_applied(settings.account_dir, applied_as, plan.client_id, plan.changes)
+
     try:
         with hooks.progress(len(todo), desc=run.kind, unit="client") as bar:
             def row_done(plan):
@@ -479,8 +483,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
                 should_stop=lambda: hooks.should_stop() or client.clock.stop_requested(),
                 on_created=created, on_sending=journal.sending,
                 on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
-                on_saved=lambda plan: record_applied(settings.account_dir, applied_as,
-                                                     plan.client_id, plan.changes))
+                on_saved=saved)
     finally:     # even when the disk or a bug stops it: the rows written are on record
         results = dict(prepared.results)
         results.update(outcome.results)
