@@ -2,11 +2,13 @@
 reservations, the import's checkpoint lock, the server's day-429 remembered."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -73,6 +75,40 @@ def test_a_waiting_run_goes_on_when_the_holder_releases(tmp_path):
         assert mine.amount == 4
     assert looks[0].first and looks[0].holders[0].unspent == 10 and looks[-1] is None
     assert len(clock.slept) == 2
+
+
+def test_an_import_sleeping_for_the_budget_keeps_its_reservation(tmp_path):
+    from types import SimpleNamespace
+
+    from etl.hooks import Hooks
+    from etl.importer.run import _sleep_until
+
+    clock = FakeClock()
+    sleeper, other = make_ledger(tmp_path, clock=clock), make_ledger(tmp_path, clock=clock)
+    with sleeper.hold(6, what="import"):
+        _sleep_until(SimpleNamespace(clock=clock, ledger=sleeper), clock.time() + 3 * 3600, Hooks())
+        assert clock.time() >= 1_760_000_000 + 3 * 3600         # hours, slept in steps
+        assert max(clock.slept) <= RESERVATION_TTL
+        with pytest.raises(BudgetReserved, match=r"import \(pid"):
+            other.hold(5, what="export", wait=False)             # still held by the sleeper
+    assert other.hold(5, what="export", wait=False).amount == 5
+
+
+def test_an_import_reserves_the_reads_its_plan_needs_before_sending_them(sandbox, run_cli, monkeypatch, tmp_path):
+    sandbox.reset(n_clients=450)             # a full pull would be 5 pages: 3 look-ups are cheaper
+    path, edited = _edited_export(run_cli, tmp_path, 3)
+    sizes = []
+    real = Ledger.reserve_more
+
+    def recorded(self, unspent):
+        sizes.append((unspent, len(sandbox.requests())))
+        return real(self, unspent)
+
+    monkeypatch.setattr(Ledger, "reserve_more", recorded)
+    sandbox.log.clear()
+    assert run_cli("import", path, "--yes", "--quiet", env={"INTAKEQ_MAX_PER_DAY": "100"}).exit_code == 0
+    # first the 3 per-client reads (before any is sent), then the 3 writes
+    assert sizes == [(3, 0), (3, 3)]
 
 
 def test_a_run_that_cannot_keep_progress_stops_before_sending(tmp_path):
@@ -265,6 +301,42 @@ def test_two_imports_of_one_file_at_once_never_write_twice(sandbox, run_cli, cli
     assert any("another import of this file is running" in err for _, _, err in outs), outs
 
 
+@contextlib.contextmanager
+def _held_by_another_thread(lock):
+    """Hold ``lock`` in another thread (a lock is re-entrant within its own thread)."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            taken.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_the_library_import_takes_the_files_lock_too(sandbox, run_cli, settings, tmp_path):
+    from etl.api import IntakeQClient
+    from etl.clock import SystemClock
+    from etl.importer import ImportOptions, Paths, run_import
+    from etl.state.lock import checkpoint_lock
+
+    path, _ = _edited_export(run_cli, tmp_path, 2)
+    paths = Paths.beside(path)
+    sandbox.log.clear()
+    with _held_by_another_thread(checkpoint_lock(paths.checkpoint, clock=SystemClock())):
+        with IntakeQClient(settings, wait_for_others=False) as client:
+            with pytest.raises(Busy):
+                run_import(client, settings, path, ImportOptions(), paths, checkpoint=None)
+    assert sandbox.requests() == []
+
+
 def test_an_import_refuses_while_another_holds_the_file(sandbox, run_cli, tmp_path):
     from etl.clock import SystemClock
     from etl.state.lock import checkpoint_lock, lock_path
@@ -272,7 +344,7 @@ def test_an_import_refuses_while_another_holds_the_file(sandbox, run_cli, tmp_pa
     path, _ = _edited_export(run_cli, tmp_path, 2)
     sandbox.log.clear()
     checkpoint = path.with_name("clients.checkpoint.sqlite")
-    with checkpoint_lock(checkpoint, clock=SystemClock()):
+    with _held_by_another_thread(checkpoint_lock(checkpoint, clock=SystemClock())):
         result = run_cli("import", path, "--yes", "--no-wait-for-others")
         with pytest.raises(Busy):
             with checkpoint_lock(checkpoint, clock=SystemClock(), wait=False):
@@ -307,11 +379,12 @@ def test_a_filtered_export_that_cannot_finish_today_sends_nothing(sandbox, run_c
     ledger.close()
     sandbox.log.clear()
 
-    result = run_cli("export", "--out", tmp_path / "filtered", "--created-since", "2000-01-01", "--quiet",
-                     "--include-deleted", env={"INTAKEQ_MAX_PER_DAY": str(used + 1)})
+    result = run_cli("export", "--out", tmp_path / "new" / "filtered", "--created-since", "2000-01-01",
+                     "--quiet", "--include-deleted", env={"INTAKEQ_MAX_PER_DAY": str(used + 1)})
 
     assert result.exit_code == 75, result.output
     assert sandbox.requests() == []
+    assert not (tmp_path / "new").exists()       # no empty --out folder left behind
 
 
 def test_import_wait_started_after_the_budget_ran_out_waits_instead_of_exiting(sandbox, run_cli, settings, tmp_path):
@@ -340,5 +413,5 @@ def test_import_wait_started_after_the_budget_ran_out_waits_instead_of_exiting(s
     client.close()
 
     assert run.stopped_by is None
-    assert max(clock.slept) > 3600
+    assert sum(clock.slept) > 3600                             # it slept through the day, in steps
     assert sandbox.store.clients[int(rows[0]["ClientId"])]["City"] == "Waited"

@@ -620,44 +620,135 @@ def test_columns_typo_is_refused_with_a_hint_before_any_request(sandbox, run_cli
     assert sandbox.log == []
 
 
+def test_a_custom_filter_on_a_field_the_snapshot_does_not_list_sends_nothing(sandbox, run_cli, tmp_path):
+    ok(run_cli("export", "--out", tmp_path / "first", "--quiet"))     # a snapshot: the fields are known
+    sandbox.log.clear()
+    result = run_cli("export", "--out", tmp_path / "x", "--custom", "sotcc=Jane")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "error: --custom names fields the newest export of this account does not have: sotcc (did you "
+        "mean sotc?)")
+    assert sandbox.log == [] and not (tmp_path / "x").exists()
+    ok(run_cli("export", "--out", tmp_path / "y", "--custom", "sotc=Jane", "--quiet"))
+
+
+def test_a_custom_field_the_snapshot_does_not_know_is_checked_after_the_first_page(sandbox, run_cli, tmp_path):
+    sandbox.reset(n_clients=250)                 # 3 pages; no snapshot yet: no custom field is known
+    result = run_cli("export", "--out", tmp_path / "x", "--columns", "ClientId,custom.sotcc")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "error: --columns names columns this account does not have: custom.sotcc (did you mean "
+        "custom.sotc?); nothing was written (1 request(s) sent)")
+    assert len(sandbox.log) == 1
+    assert not (tmp_path / "x").exists()
+    sandbox.log.clear()
+    ok(run_cli("export", "--out", tmp_path / "y", "--columns", "ClientId,custom.sotc", "--quiet"))
+    assert len(sandbox.log) == 3
+
+
 def test_a_killed_export_fetches_only_the_rest_on_the_next_run(sandbox, run_cli, tmp_path,
                                                                monkeypatch, settings):
     from etl.api import IntakeQClient
 
-    sandbox.reset(n_clients=250)
+    sandbox.reset(n_clients=450)
     age_account(sandbox)
     real = IntakeQClient._get_clients
     calls = []
 
-    def killed_on_the_third_page(self, params):
+    def killed_on_the_fifth_page(self, params):
         calls.append(params)
-        if len(calls) == 3:
-            raise KeyboardInterrupt      # kill -INT while page 3 is on its way
+        if len(calls) == 5:
+            raise KeyboardInterrupt      # kill -INT while page 5 is on its way
         return real(self, params)
 
-    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_third_page)
+    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_fifth_page)
     out = tmp_path / "exports"
     assert run_cli("export", "--out", out, "--quiet").exit_code == 130
-    assert not out.exists() or not (out / "clients.csv").exists()
-    assert len(sandbox.log) == 2
+    assert not out.exists()
+    assert len(sandbox.log) == 4
     monkeypatch.setattr(IntakeQClient, "_get_clients", real)
     sandbox.store.staff_edit(9, City="Moved on")
     sandbox.log.clear()
     result = ok(run_cli("export", "--out", out))
     assert "continuing the full export" in result.output
     not_yet_fetched = 1
-    # the page not fetched + one check page + updated, created, deleted
-    assert len(sandbox.log) == not_yet_fetched + 4
-    assert len(sandbox.log) <= pages(250) + 3 * 2 + 3 - 2
+    # the page not fetched + updated, created, deleted: no check page, as the only change
+    # since (a city) moves nobody in the name order
+    assert len(sandbox.log) == not_yet_fetched + 3
+    assert len(sandbox.log) < pages(450)          # cheaper than starting again
     manifest = load_manifest(out)
     assert manifest["fetched_runs"] == 2 and manifest["requests"] == len(sandbox.log)
-    assert manifest["requests_total"] == 2 + len(sandbox.log)
+    assert manifest["requests_total"] == 4 + len(sandbox.log)
     ok(run_cli("export", "--out", tmp_path / "fresh", "--quiet"))
     assert _clients_csv(out) == _clients_csv(tmp_path / "fresh")
     # the kept pages are gone once the files are written: the next export starts afresh
     sandbox.log.clear()
     ok(run_cli("export", "--out", tmp_path / "again", "--quiet"))
-    assert len(sandbox.log) == pages(250)
+    assert len(sandbox.log) == pages(450)
+
+
+@pytest.mark.parametrize("change, check_pages", [
+    ("edit", 0), ("rename", 1), ("delete", 1), ("create", 1)])
+def test_a_killed_export_checks_its_place_only_when_a_client_may_have_moved(
+        sandbox, run_cli, tmp_path, monkeypatch, change, check_pages):
+    from etl.api import IntakeQClient
+
+    sandbox.reset(n_clients=450)
+    age_account(sandbox)
+    store = sandbox.store
+    real = IntakeQClient._get_clients
+    calls = []
+
+    def killed_on_the_fifth_page(self, params):
+        calls.append(params)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, params)
+
+    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_fifth_page)
+    out = tmp_path / "exports"
+    assert run_cli("export", "--out", out, "--quiet").exit_code == 130
+    monkeypatch.setattr(IntakeQClient, "_get_clients", real)
+    first_by_name = sorted(store.clients, key=lambda i: (store.clients[i]["Name"] or "").casefold())
+    kept = first_by_name[5]                     # on page 1, fetched before the kill
+    if change == "edit":
+        store.staff_edit(kept, City="Elsewhere")
+    elif change == "rename":
+        store.staff_edit(kept, LastName="Zzzz")  # leaves page 1: every later client moves up
+    elif change == "delete":
+        store.delete_client(kept)
+    else:
+        store.add_client(FirstName="Aaa", LastName="Aaa", Email="aaa@example.com")
+    sandbox.log.clear()
+    ok(run_cli("export", "--out", out, "--quiet"))
+    assert len(sandbox.log) == 1 + 3 + check_pages
+    ok(run_cli("export", "--out", tmp_path / "fresh", "--quiet"))
+    assert _clients_csv(out) == _clients_csv(tmp_path / "fresh")
+
+
+def test_a_killed_export_with_few_pages_kept_starts_again_when_that_is_cheaper(sandbox, run_cli, tmp_path,
+                                                                            monkeypatch):
+    from etl.api import IntakeQClient
+
+    sandbox.reset(n_clients=250)
+    real = IntakeQClient._get_clients
+    calls = []
+
+    def killed_on_the_third_page(self, params):
+        calls.append(params)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, params)
+
+    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_third_page)
+    out = tmp_path / "exports"
+    assert run_cli("export", "--out", out, "--quiet").exit_code == 130
+    monkeypatch.setattr(IntakeQClient, "_get_clients", real)
+    sandbox.log.clear()
+    result = ok(run_cli("export", "--out", out))
+    assert "costs no more than catching up; starting again" in result.output
+    assert len(sandbox.log) == pages(250)          # 3, where continuing would cost 1 + 3
+    assert load_manifest(out)["fetched_runs"] == 1
 
 
 def test_an_export_over_four_days_equals_a_fresh_one(sandbox, run_cli, tmp_path, settings):
@@ -693,14 +784,14 @@ def test_an_export_over_four_days_equals_a_fresh_one(sandbox, run_cli, tmp_path,
 
 
 def test_include_diagnoses_on_top_of_a_resumed_export(sandbox, run_cli, tmp_path):
-    sandbox.reset(n_clients=150)
+    sandbox.reset(n_clients=450)
     out = tmp_path / "exports"
     assert run_cli("export", "--out", out, "--include-diagnoses",
-                   env={"INTAKEQ_MAX_PER_DAY": "1"}).exit_code == 75
+                   env={"INTAKEQ_MAX_PER_DAY": "4"}).exit_code == 75       # 4 of 5 pages kept
     ok(run_cli("export", "--out", out, "--include-diagnoses", "--quiet"))
     manifest = load_manifest(out)
     assert manifest["fetched_runs"] == 2 and manifest["diagnoses"]["remaining"] == 0
-    assert manifest["rows"]["clients"] == 150
+    assert manifest["rows"]["clients"] == 450
     diag = pd.read_csv(out / "diagnoses.csv", dtype=str, encoding="utf-8-sig")
     assert len(diag) == _diagnoses_expected(sandbox)
 

@@ -263,7 +263,7 @@ def test_from_python_an_undo_stops_at_the_budget_and_wait_finishes_it(sandbox, r
     client.close()
     assert finished.stopped_by is None and finished.exit_status() == 0
     assert finished.run_id == stopped.run_id                   # resumed: the same undo run
-    assert max(clock.slept) > 3600                             # it waited for the budget
+    assert sum(clock.slept) > 3600                             # it waited for the budget
     assert profiles(sandbox, before) == {cid: without_update_stamp(r) for cid, r in before.items()}
 
 

@@ -305,6 +305,13 @@ class Ledger:
         if self._reservation_id is not None:
             self._resize(self._reservation_id, unspent)
 
+    def keep_alive(self) -> None:
+        """This run is alive (sleeping for the budget, say): its reservation does not lapse."""
+        if self._reservation_id is not None:
+            with self._transaction() as conn:
+                conn.execute("UPDATE reservations SET expires = ? WHERE id = ?",
+                             (self.clock.time() + RESERVATION_TTL, self._reservation_id))
+
     def _resize(self, reservation_id: int, amount: int) -> None:
         with self._transaction() as conn:
             conn.execute("UPDATE reservations SET amount = spent + ?, expires = ? WHERE id = ?",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -40,6 +40,9 @@ class Run:
         self.clock = clock
         self.hooks = hooks
         self.requests_at_start = getattr(client, "requests_sent", 0)
+        # Heard once, with the first non-empty page of profiles (a check that needs the
+        # account's custom fields, before the rest is fetched).
+        self.on_first_records: Callable[[list[dict]], None] | None = None
 
     @property
     def requests(self) -> int:
@@ -62,6 +65,9 @@ class Run:
         seen = done = 0
         with self.hooks.progress(expected_pages, desc=desc, unit="page") as bar:
             for page in self.client.iter_pages(**query):
+                if page and self.on_first_records is not None:
+                    check, self.on_first_records = self.on_first_records, None
+                    check(page)
                 seen += len(page)
                 done += 1
                 remaining = max(expected_pages - done, 0) if expected_pages else None
@@ -146,10 +152,12 @@ def _fetch_resumable(run: Run, store: SnapshotStore, mode: Mode, opts: ExportOpt
         days: list[str] = []
         if part_size(run.settings.max_per_day) and progress.load(job.key) is None:
             days = snapshot_created_days(store)
-        job.open(days)
+        job.open(days, expected)
         done = job.fetch(opts.include_deleted and deleted_records is None, expected)
     except BaseException as exc:
         exc.kept_pages = job.kept_pages() if "job" in locals() else 0
+        if "job" in locals():
+            job.save()              # the requests this run spent count in requests_total
         progress.close()
         raise
     builder = FrameBuilder(opts.timezone)

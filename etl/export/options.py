@@ -127,12 +127,14 @@ def parse_columns(columns) -> list[str] | None:
     return names
 
 
-def check_columns(columns: list[str] | None, custom_ids=()) -> None:
+def check_columns(columns: list[str] | None, custom_ids=(), *, all_custom_known: bool = False,
+                  after: str = "nothing was sent") -> None:
     """Refuse, before any request, a --columns name that is neither a registered column nor
     a custom field (``custom.<FieldId>``) of the newest snapshot, with a "did you mean".
 
     A ``custom.`` name the snapshot does not know may be a field added since: it is
-    checked against the fetched columns instead (the error then costs the fetch).
+    checked again after the first page (every profile lists all the account's custom
+    fields: ``all_custom_known``), before the rest is fetched.
     """
     if not columns:
         return
@@ -140,7 +142,7 @@ def check_columns(columns: list[str] | None, custom_ids=()) -> None:
 
     custom = {fields.custom_column(c) for c in custom_ids}
     known = list(fields.KNOWN_NAMES) + sorted(custom)
-    unknown = [c for c in columns if c not in known and not fields.is_custom(c)]
+    unknown = [c for c in columns if c not in known and (all_custom_known or not fields.is_custom(c))]
     if not unknown:
         return
     folded = {k.casefold(): k for k in known}
@@ -150,7 +152,34 @@ def check_columns(columns: list[str] | None, custom_ids=()) -> None:
             iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None)
         hints.append(f"{name} (did you mean {match}?)" if match else name)
     raise ConfigError("--columns names columns this account does not have: " + ", ".join(hints)
-                      + "; nothing was sent")
+                      + "; " + after)
+
+
+def check_custom_filters(custom: dict[str, str], custom_ids) -> None:
+    """Refuse, before any request, a --custom filter on a field the newest snapshot does not
+    list (a filter on a field the account lacks would spend the requests on an empty
+    listing). Without a snapshot nothing is known: the filter is sent as given."""
+    known = list(custom_ids)
+    if not custom or not known:
+        return
+    import difflib
+
+    unknown = [f for f in custom if f not in known]
+    if not unknown:
+        return
+    hints = []
+    for field_id in unknown:
+        match = next(iter(difflib.get_close_matches(field_id, known, n=1, cutoff=0.6)), None)
+        hints.append(f"{field_id} (did you mean {match}?)" if match else field_id)
+    raise ConfigError("--custom names fields the newest export of this account does not have: "
+                      + ", ".join(hints) + " (known: " + ", ".join(known) + "; a field added since? "
+                      "run a full export first); nothing was sent")
+
+
+def new_custom_columns(columns: list[str] | None, custom_ids) -> list[str]:
+    """``custom.`` names of --columns that the snapshot's custom fields do not hold."""
+    known = {fields.custom_column(c) for c in custom_ids}
+    return [c for c in columns or () if fields.is_custom(c) and c not in known]
 
 
 def parse_custom(custom) -> dict[str, str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..clock import SystemClock
+from ..codec.records import custom_field_labels
 from ..config import Settings
 from ..errors import BudgetExhausted, ConfigError, ExportIncomplete
 from ..state.files import ensure_private_dir
@@ -27,8 +28,8 @@ from .frames import deleted_frame
 from .hooks import ExportHooks
 from .manifest import build_manifest, iso_utc, new_export_id, schema_version
 from .mode import choose_mode, settings_base
-from .options import ExportOptions, check_columns
-from .write import ExportFiles, prepare_out_dir, tables_for, write_export
+from .options import ExportOptions, check_columns, check_custom_filters, new_custom_columns
+from .write import ExportFiles, prepare_out_dir, remove_empty_folders, tables_for, write_export
 
 COMPLETE = "complete"
 DIAGNOSES_INCOMPLETE = "diagnoses_incomplete"
@@ -79,9 +80,18 @@ def export_clients(settings_or_client, options: ExportOptions | None = None, *,
     elif option_values:
         raise TypeError("pass the options either as an ExportOptions or as keywords, not both")
     hooks = hooks or ExportHooks()
+    made: list[Path] = []
     if options.out is not None:     # before any request: a bad --out costs none
+        made = [p for p in (options.out, *options.out.parents) if not p.exists()]
         prepare_out_dir(options.out, options.format, hooks.say)
+    try:
+        return _export_with_client(settings_or_client, options, hooks, clock)
+    except BaseException:
+        remove_empty_folders(made)      # a run that wrote nothing leaves no empty --out behind
+        raise
 
+
+def _export_with_client(settings_or_client, options: ExportOptions, hooks: ExportHooks, clock) -> ExportResult:
     own_client = isinstance(settings_or_client, Settings)
     if own_client:
         from ..api import IntakeQClient
@@ -173,7 +183,13 @@ class Collected:
 def _export(run: Run, opts: ExportOptions, held: contextlib.ExitStack) -> ExportResult:
     started = run.clock.time()
     store = SnapshotStore(run.settings)
-    check_columns(opts.columns, snapshot_custom_ids(store))     # before any request
+    custom_ids = snapshot_custom_ids(store)
+    check_columns(opts.columns, custom_ids)                      # before any request
+    check_custom_filters(opts.filters.custom, custom_ids)
+    if new_custom_columns(opts.columns, custom_ids):             # a field added since: after page 1
+        run.on_first_records = lambda records: check_columns(
+            opts.columns, custom_field_labels(records), all_custom_known=True,
+            after=f"nothing was written ({run.requests} request(s) sent)")
     mode = choose_mode(store, opts, run.settings, now=started)
     run.say(mode.reason)
     held.enter_context(hold_budget(run, store, mode, opts))      # before the first request

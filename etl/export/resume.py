@@ -14,9 +14,12 @@ How it stays exact
   Only deletions (and, in the open part, creations) change a closed range's members.
 * **Every page is kept as it arrives** (SQLite, 0600, in the account's state dir, keyed by
   the export's options), so a stop loses at most the page in flight.
-* **A part cut short resumes at its next page, after one check.** The run first fetches
-  again the last page it kept (page k−1). If the first client of that page is one it had
-  and unchanged since (same LastUpdateDate), every unchanged client before it was fetched
+* **A part cut short resumes at its next page.** When today's budget covers the catch-up
+  and the rest, the run catches up first: if no client of the part was deleted, created or
+  renamed since (the listing is sorted by name, so an edit that keeps the name moves
+  nobody), page k starts where page k−1 ended and no check is needed. Otherwise it first
+  fetches again the last page it kept (page k−1). If the first client of that page is one it
+  had and unchanged since (same LastUpdateDate), every unchanged client before it was fetched
   already (an unchanged client keeps its place relative to another unchanged one), so paging
   on from page k misses nobody; else it steps back a page until that holds (page 1 always
   does). Clients that changed are what the catch-up is for.
@@ -32,8 +35,9 @@ How it stays exact
 What it costs
 -------------
 ⌈n/100⌉ per part (one more when n is a multiple of 100), one check page per part resumed
-across runs, and 2–3 catch-up requests (plus a page per 100 changed clients) at the end:
-at most ⌈N/100⌉ + 3 × runs + 3 with parts sized to a day's budget.
+across runs when a client of it changed (none for a killed run re-run at once), and 2–3
+catch-up requests (plus a page per 100 changed clients) per run that continues: at most
+⌈N/100⌉ + 3 × runs + 3 with parts sized to a day's budget.
 
     <account_dir>/export-progress.sqlite
       jobs(key, started, runs, requests, parts JSON)
@@ -56,6 +60,7 @@ FILENAME = "export-progress.sqlite"
 MAX_AGE_DAYS = 9
 MIN_PART_PAGES = 20          # parts are never planned smaller (each costs up to one extra page)
 PART_SLACK = 10              # pages of a day's budget left for the catch-up and checks
+CATCH_UP_REQUESTS = 3        # updated, created and deleted clients, a page each when few
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -166,6 +171,17 @@ class ProgressStore:
                     out[cid] = record.get("LastUpdateDate")
         return out
 
+    def part_names(self, key: str, part: int) -> dict[int, tuple]:
+        """ClientId → the name the listing sorts by, as kept for one part."""
+        out = {}
+        for (records,) in self._conn.execute(
+                "SELECT records FROM pages WHERE key = ? AND part = ? ORDER BY seq", (key, part)):
+            for record in json.loads(records):
+                cid = _client_id(record)
+                if cid is not None:
+                    out[cid] = _sort_name(record)
+        return out
+
     def drop(self, key: str) -> None:
         self._conn.execute("DELETE FROM pages WHERE key = ?", (key,))
         self._conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
@@ -213,6 +229,19 @@ def _client_id(record: dict) -> int | None:
         return None
 
 
+def _sort_name(record: dict) -> tuple:
+    return tuple(record.get(k) for k in ("Name", "FirstName", "LastName"))
+
+
+def _in_part(record: dict, part: Part) -> bool:
+    """Whether the client was created within the part's days (True when unsure)."""
+    try:
+        day = day_of(float(record.get("DateCreated")) / 1000).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return True
+    return (part.lo is None or day >= part.lo) and (part.hi is None or day <= part.hi)
+
+
 # -- the job -------------------------------------------------------------------------------
 
 @dataclass
@@ -239,13 +268,18 @@ class FullExportJob:
         self.requests_before = 0
         self.store_closed = False
 
-    def open(self, created_days: list[str]) -> Job:
+    def open(self, created_days: list[str], expected: int | None = None) -> Job:
         """The unfinished job of these options, or a new one; counts this run."""
         now = self.run.clock.time()
         job = self.store.load(self.key)
         if job is not None and now - job.started > MAX_AGE_DAYS * DAY:
             self.run.say(f"the unfinished full export is more than {MAX_AGE_DAYS} days old "
                          "(deleted clients may have expired from the API): starting again")
+            self.store.drop(self.key)
+            job = None
+        if job is not None and self._cheaper_to_start_over(job, expected):
+            self.run.say(f"the unfinished full export kept {sum(p.pages for p in job.parts)} page(s): "
+                         "fetching them again costs no more than catching up; starting again")
             self.store.drop(self.key)
             job = None
         if job is None:
@@ -262,33 +296,79 @@ class FullExportJob:
         self.store.save_job(job)
         return job
 
+    def _cheaper_to_start_over(self, job: Job, expected: int | None) -> bool:
+        """Few pages kept (no more than the catch-up would cost) and today's budget covers
+        the whole export: fetching it afresh is cheaper and needs no catch-up."""
+        kept = sum(p.pages for p in job.parts)
+        if kept > CATCH_UP_REQUESTS:
+            return False
+        remaining = self._remaining()
+        if remaining is None:
+            return True
+        return expected is not None and remaining >= expected // PAGE_SIZE + 1
+
+    def _remaining(self) -> int | None:
+        """Today's remaining budget (None: no daily limit, or no ledger)."""
+        ledger = getattr(self.run.client, "ledger", None)
+        return ledger.usage().remaining if ledger is not None else None
+
     def _count(self) -> None:
         self.job.requests = self.requests_before + self.run.requests
 
     def fetch(self, include_deleted: bool, expected: int | None) -> Resumed:
         job = self.job
+        early = self._catch_up_first(expected)
         for index, part in enumerate(job.parts):
             if not part.done:
-                self._fetch_part(index, part, expected if len(job.parts) == 1 else None)
+                self._fetch_part(index, part, expected if len(job.parts) == 1 else None, early)
         caught_up = None
         deleted_records = None
-        if job.runs > 1:
+        changed: list[dict] = []
+        if early is not None:
+            caught_up, _, deleted_records = early        # its records are kept as pages
+        elif job.runs > 1:
             caught_up, changed, deleted_records = self._catch_up()
-        else:
-            changed = []
         if include_deleted and deleted_records is None:
             deleted_records = self.run.fetch_deleted()
-        self._count()
-        self.store.save_job(job)
+        self.save()
         return Resumed(records=self._merge(changed, deleted_records if job.runs > 1 else None),
                        deleted_records=deleted_records, runs=job.runs,
                        requests_before=self.requests_before, started=job.started,
                        parts=len(job.parts), caught_up=caught_up)
 
-    def _fetch_part(self, index: int, part: Part, expected: int | None) -> None:
+    def save(self) -> None:
+        """The job's state and its request count, also when a run stops halfway."""
+        if self.job is not None and not self.store_closed:
+            self._count()
+            self.store.save_job(self.job)
+
+    def _catch_up_first(self, expected: int | None):
+        """A continued run with a part cut short catches up before paging on, when today's
+        budget covers the catch-up and the rest: then a part nobody changed needs no check
+        page. The changed records are kept as pages (part -1), older than what follows."""
+        job = self.job
+        cut_short = [p for p in job.parts if p.pages and not p.done]
+        if job.runs < 2 or not cut_short or not self._budget_covers(expected):
+            return None
+        info, changed, deleted = self._catch_up()
+        if changed:
+            self.store.save_page(job, -1, 0, changed, self.run.clock.time())
+        return info, changed, deleted
+
+    def _budget_covers(self, expected: int | None) -> bool:
+        remaining = self._remaining()
+        if remaining is None:
+            return True
+        if expected is None or len(self.job.parts) != 1:
+            return False
+        left = expected // PAGE_SIZE + 1 - self.job.parts[0].pages
+        return remaining >= left + CATCH_UP_REQUESTS + 1      # and a check page
+
+    def _fetch_part(self, index: int, part: Part, expected: int | None, early) -> None:
         run, job = self.run, self.job
         page = part.pages + 1
-        if part.pages and part.first_run != job.runs:
+        if part.pages and part.first_run != job.runs and (
+                early is None or self._may_have_shifted(index, part, early[1], early[2])):
             page = self._check_resume(index, part)
         desc = "clients" if len(job.parts) == 1 else f"clients, part {index + 1} of {len(job.parts)}"
         for records in run.pages(desc, expected, include_profile=True, first_page=page,
@@ -302,6 +382,20 @@ class FullExportJob:
             self._count()
             self.store.save_page(job, index, page, records, now)
             page += 1
+
+    def _may_have_shifted(self, index: int, part: Part, changed: list[dict],
+                          deleted: list[dict]) -> bool:
+        """Whether a client of the part was deleted, created or renamed since its pages were
+        kept (what can move a client from one page to another)."""
+        kept = self.store.part_names(self.key, index)
+        if any(_client_id(r) in kept for r in deleted):
+            return True
+        for record in changed:
+            if _in_part(record, part):
+                cid = _client_id(record)
+                if cid not in kept or kept[cid] != _sort_name(record):
+                    return True
+        return False
 
     def _check_resume(self, index: int, part: Part) -> int:
         """Fetch kept pages again, from the last one back, until the first client of one

@@ -65,6 +65,16 @@ def prepare_out_dir(out_dir: Path, format: str, say: Callable[[str], None]) -> N
         raise ConfigError(f"cannot use --out {out_dir}: {exc.strerror or exc}") from None
 
 
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a run created (innermost first) that are still empty; never a
+    folder that holds anything."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 @dataclass
 class OutputTable:
     """One file of an export: ``<stem>.<format>`` holding ``frame``."""

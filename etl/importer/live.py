@@ -16,7 +16,37 @@ class Live:
     strategy: str
 
 
-def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live:
+@dataclass(frozen=True)
+class ReadPlan:
+    """How live data will be read, and what it costs (in requests), before any is sent."""
+
+    ids: list[int]                     # clients to look up one by one
+    has_new: bool                      # new rows: clients created since the base are listed
+    per_client: bool                   # False: a full pull
+    cost: int | None                   # requests (None: a full pull of an unknown size)
+
+
+def plan_reads(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> ReadPlan:
+    """The cheapest way to read what ``edits`` need (see :func:`fetch_live`)."""
+    need = [e for e in edits if e.needs_live]
+    ids = sorted({e.client_id for e in need if e.client_id is not None} | set(extra_ids))
+    has_new = any(e.client_id is None for e in need)
+    if not need and not ids:
+        return ReadPlan([], False, True, 0)
+    kept_listing = hasattr(client, "has_listing") and client.has_listing()
+    # New rows are matched against every client (IntakeQ would match a create to one we do
+    # not know and replace its whole profile), so a filtered base cannot serve them.
+    if base.frame is not None and (base.complete or not has_new):
+        full_cost = 0 if kept_listing else len(base.frame) // PAGE_SIZE + 1   # a kept full pull is free
+        kept = client.cached_ids() if hasattr(client, "cached_ids") else set()
+        lookups = sum(1 for cid in ids if cid not in kept)
+        if lookups <= full_cost:
+            return ReadPlan(ids, has_new, True, lookups + (1 if has_new else 0))
+        return ReadPlan(ids, has_new, False, full_cost)
+    return ReadPlan(ids, has_new, False, 0 if kept_listing else None)
+
+
+def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=(), reads: ReadPlan | None = None) -> Live:
     """Live data at the lowest cost, for the rows that need it.
 
     With a base: per-client look-ups when they cost no more than a full pull, plus one
@@ -26,37 +56,28 @@ def fetch_live(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Live
     ``client`` may read through kept reads (``reads.ReadThrough``): then only the look-ups
     not kept yet count as a cost, and a kept full pull costs nothing.
     """
-    need = [e for e in edits if e.needs_live]
-    ids = sorted({e.client_id for e in need if e.client_id is not None} | set(extra_ids))
-    has_new = any(e.client_id is None for e in need)
-    if not need and not ids:
+    reads = reads or plan_reads(client, edits, base, extra_ids)
+    if not reads.ids and reads.per_client and not reads.has_new:
         return Live({}, [], "no live data needed")
-    # New rows are matched against every client (IntakeQ would match a create to one we do
-    # not know and replace its whole profile), so a filtered base cannot serve them.
-    if base.frame is not None and (base.complete or not has_new):
-        full_cost = len(base.frame) // PAGE_SIZE + 1
-        kept = client.cached_ids() if hasattr(client, "cached_ids") else set()
-        if hasattr(client, "has_listing") and client.has_listing():
-            full_cost = 0                  # a full pull kept by an earlier run
-        if sum(1 for cid in ids if cid not in kept) <= full_cost:
-            records = {}
-            for cid in ids:
-                found = client.get_client(cid)
-                if found is not None:
-                    records[int(found["ClientId"])] = found
-            universe = list(records.values())
-            how = f"{len(ids)} per-client look-up(s)"
-            if has_new:
-                since = api_day_before(base.taken_at or client.clock.time())
-                created = list(client.iter_clients(date_created_start=since))
-                universe += created
-                records.update({int(r["ClientId"]): r for r in created})   # full profiles too
-                how += f" + clients created since {since.isoformat()}"
-            return Live(records, universe, how)
+    if reads.per_client:
+        records = {}
+        for cid in reads.ids:
+            found = client.get_client(cid)
+            if found is not None:
+                records[int(found["ClientId"])] = found
+        universe = list(records.values())
+        how = f"{len(reads.ids)} per-client look-up(s)"
+        if reads.has_new:
+            since = api_day_before(base.taken_at or client.clock.time())
+            created = list(client.iter_clients(date_created_start=since))
+            universe += created
+            records.update({int(r["ClientId"]): r for r in created})   # full profiles too
+            how += f" + clients created since {since.isoformat()}"
+        return Live(records, universe, how)
     everyone = list(client.iter_clients())
     records = {int(r["ClientId"]): r for r in everyone}
     why = ("no base" if base.frame is None else "new rows, and the base export was filtered"
-           if has_new and not base.complete else "many rows changed")
+           if reads.has_new and not base.complete else "many rows changed")
     return Live(records, everyone, f"full pull of all clients ({why})")
 
 

@@ -19,18 +19,21 @@ from ..codec.export_id import read_export_id
 from ..codec.serials import resolve_date_numbers
 from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, ValidationFailed
 from ..hooks import Hooks as BaseHooks
+from ..state.lock import checkpoint_lock
 from ..state.snapshots import SnapshotStore
 from . import applied, checks
 from . import diff as D
 from .base import Base, find_base
 from .checkpoint import Checkpoint, RowState
 from .history import IMPORT, UNDO, Journal, RunInfo, is_undone, new_run_id
-from .live import fetch_live, live_custom_fields
+from .live import fetch_live, live_custom_fields, plan_reads
 from .matching import fold
 from .options import ImportOptions, Paths, plan_identity
 from .outcome import RunOutcome, stopped_after_writes
 from .reads import KeptReads, reads_path
 from .reports import RowResult
+
+KEEP_ALIVE_SECONDS = 300.0      # a sleeping run refreshes its reservation this often
 
 
 @dataclass
@@ -166,7 +169,10 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     for line in checks.warning_lines(checks.drop_explained(warnings, problems) + _without_damage(problems)):
         echo("warning: " + line)
     reader = kept_reads.reader(client) if kept_reads is not None else client
-    live = fetch_live(reader, edits, base)
+    reads = plan_reads(reader, edits, base)
+    if reads.cost:      # other runs see the reads this plan needs as used, not just one request
+        _reserve_writes(client, reads.cost)
+    live = fetch_live(reader, edits, base, reads=reads)
     if base.custom_fields is None:   # no base: the account's fields are known from live, before any write
         _refuse_errors(source, checks.custom_field_problems(frame.columns, live_custom_fields(live)), paths,
                        before="nothing was written")
@@ -291,6 +297,10 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     so after a wait of hours nothing stale is sent: a save always carries the live
     profile of that moment, and a client created before the wait is never created again.
 
+    Two imports of one file (one checkpoint) never run at once: this holds the file's
+    lock (:func:`~etl.state.lock.checkpoint_lock`) and waits for another holder, or, when
+    the client was made with ``wait_for_others=False``, raises ``Busy`` (exit 75).
+
     A stop request (Ctrl-C on the client's clock) ends the run within a second, whether
     it came while planning, applying or sleeping: the outcome of the last round that
     wrote is returned with ``stopped_by`` set (its results file is written); before any
@@ -299,6 +309,16 @@ def run_import(client, settings, source: Path, opts: ImportOptions, paths: Paths
     the rounds before it), since exit 1 says that nothing was written.
     """
     hooks = hooks or Hooks()
+    with checkpoint_lock(paths.checkpoint, clock=client.clock,
+                         wait=getattr(client, "wait_for_others", True)):
+        return _run_import_locked(client, settings, source, opts, paths, checkpoint=checkpoint,
+                                  dry_run=dry_run, wait=wait, hooks=hooks)
+
+
+def _run_import_locked(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
+                       checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks) -> RunOutcome:
+    """:func:`run_import` under the file's lock (the CLI takes it earlier, before it opens
+    the checkpoint; taking it again in the same thread is a no-op)."""
     run = start_run(checkpoint, RunInfo(new_run_id(), IMPORT, str(Path(source).resolve())), settings.account_dir,
                     dry_run=dry_run, hooks=hooks)
     kept = open_kept_reads(client, settings, source, opts, paths, dry_run=dry_run, note=hooks.note)
@@ -371,14 +391,15 @@ def _hold_budget_waiting(client, *, wait: bool, hooks: Hooks):
         except BudgetExhausted as exc:
             if not wait or exc.frees_at is None:
                 raise
-            _sleep_until(client.clock, exc.frees_at, hooks)
+            _sleep_until(client, exc.frees_at, hooks)
 
 
 def _hold_budget(client):
     """Reserve budget in the ledger before the first request: waits for (or, told not to,
     stops before) other runs that hold what is left; stops at once while IntakeQ says the
-    day is gone. The plan is not known yet, so one request is reserved; once it is, the
-    reservation becomes the plan's writes (:func:`_reserve_writes`). An import keeps its
+    day is gone. The plan is not known yet, so one request is reserved; once the file is
+    read, the reservation becomes the reads planning needs, then the plan's writes
+    (:func:`_reserve_writes`). An import keeps its
     progress in its checkpoint, so one that today's budget cannot finish starts anyway."""
     hold = getattr(client, "hold_budget", None)
     if hold is None:          # a stand-in client without a ledger
@@ -399,7 +420,7 @@ def _rounds(client, settings, paths: Paths, prepare_round: Callable[[], Prepared
     while True:
         try:
             if last is not None:
-                _sleep_until(client.clock, last.stopped_by.frees_at, hooks)
+                _sleep_until(client, last.stopped_by.frees_at, hooks)
             prepared = prepare_round()
             outcome = _plan_and_apply(client, settings, prepared, paths, checkpoint=checkpoint,
                                       dry_run=dry_run, ask=last is None, hooks=hooks, run=run)
@@ -427,7 +448,7 @@ def _prepare_when_budget_allows(client, settings, source: Path, opts: ImportOpti
                            f"{'round' if wait else 'run'} reads only what is missing, then plans")
             if not wait or exc.frees_at is None:
                 raise
-            _sleep_until(client.clock, exc.frees_at, hooks)
+            _sleep_until(client, exc.frees_at, hooks)
 
 
 def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, checkpoint, dry_run: bool,
@@ -503,9 +524,16 @@ def _stopped_by_budget_that_frees(outcome: RunOutcome) -> bool:
     return isinstance(stop, BudgetExhausted) and stop.frees_at is not None
 
 
-def _sleep_until(clock, epoch: float, hooks: Hooks) -> None:
-    """Sleep through the clock: a Ctrl-C cuts it short (``Interrupted``) within a second."""
+def _sleep_until(client, epoch: float, hooks: Hooks) -> None:
+    """Sleep through the client's clock: a Ctrl-C cuts it short (``Interrupted``) within a
+    second. The run's reservation is kept alive meanwhile (a stale one lapses after 15 min
+    without a request): when the budget frees, this run goes on with what it reserved."""
     from ..errors import format_epoch
 
+    clock = client.clock
     hooks.say(f"daily budget used up; waiting until {format_epoch(epoch)} (--wait; Ctrl-C stops)")
-    clock.sleep(max(1.0, epoch - clock.time() + 1.0))
+    end = clock.time() + max(1.0, epoch - clock.time() + 1.0)
+    keep_alive = getattr(getattr(client, "ledger", None), "keep_alive", lambda: None)
+    while (left := end - clock.time()) > 0:
+        clock.sleep(min(left, KEEP_ALIVE_SECONDS))
+        keep_alive()

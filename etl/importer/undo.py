@@ -29,6 +29,7 @@ import pandas as pd
 from ..clock import api_day_before
 from ..codec import normalized
 from ..errors import InputError
+from ..state.lock import checkpoint_lock
 from . import diff as D
 from .base import Base
 from .checkpoint import Checkpoint
@@ -93,20 +94,22 @@ def undo_import(client, settings, run: str | Path | Run, paths: Paths | None = N
 
     Like :func:`etl.importer.run_import`: the same hooks, checkpoint (open it with
     ``open_checkpoint(paths.checkpoint, undo_identity(run), ...)``), ``wait`` and outcome
-    (exit 4 when a field is kept as a conflict); the undo is a run of its own in the
-    history, so it can be undone too.
+    (exit 4 when a field is kept as a conflict), the checkpoint's lock (two undos of one
+    run never run at once); the undo is a run of its own in the history, so it can be
+    undone too.
     """
     hooks = hooks or Hooks()
     target = run if isinstance(run, Run) else resolve_run(settings.account_dir, run)
     paths = paths or undo_paths(target)
     if target.undone_by:
         hooks.note(f"run {target.run_id} was undone already (by {target.undone_by}); live is checked again")
-    this = start_run(checkpoint, RunInfo(new_run_id(), UNDO, target.file, undoes=target.run_id),
-                     settings.account_dir, dry_run=dry_run, hooks=hooks)
-    return apply_rounds(client, settings, paths,
-                        lambda: prepare_undo(client, settings, target, checkpoint=checkpoint,
-                                             prefer_undo=prefer_undo, echo=hooks.say),
-                        checkpoint=checkpoint, dry_run=dry_run, wait=wait, hooks=hooks, run=this)
+    with checkpoint_lock(paths.checkpoint, clock=client.clock, wait=getattr(client, "wait_for_others", True)):
+        this = start_run(checkpoint, RunInfo(new_run_id(), UNDO, target.file, undoes=target.run_id),
+                         settings.account_dir, dry_run=dry_run, hooks=hooks)
+        return apply_rounds(client, settings, paths,
+                            lambda: prepare_undo(client, settings, target, checkpoint=checkpoint,
+                                                 prefer_undo=prefer_undo, echo=hooks.say),
+                            checkpoint=checkpoint, dry_run=dry_run, wait=wait, hooks=hooks, run=this)
 
 
 def prepare_undo(client, settings, target: Run, *, checkpoint: Checkpoint | None, prefer_undo: bool = False,

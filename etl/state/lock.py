@@ -22,6 +22,7 @@ import errno
 import fcntl
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -32,6 +33,10 @@ from ..state.files import open_private
 log = logging.getLogger("etl.lock")
 
 POLL_SECONDS = 1.0
+
+# Locks this thread holds: taking one again (the CLI around the library's run_import) is a
+# no-op, not a wait for itself. Another thread or process still waits.
+_held = threading.local()
 
 
 def lock_path(checkpoint: Path | str) -> Path:
@@ -53,7 +58,12 @@ def export_lock(account_dir: Path | str, *, clock, wait: bool = True):
 def held_lock(path: Path, *, clock, wait: bool, what: str) -> Iterator[Path]:
     """``fcntl.flock`` on ``path`` (0600, never through a link) for the ``with`` block;
     waits for the holder (a note, then a look every second through the clock) or, told
-    not to, raises :class:`~etl.errors.Busy`."""
+    not to, raises :class:`~etl.errors.Busy`. Re-entrant within one thread."""
+    held: set = _held.__dict__.setdefault("paths", set())
+    key = os.path.abspath(path)
+    if key in held:
+        yield path
+        return
     fd = open_private(path)                     # 0600, O_NOFOLLOW
     try:
         noted = False
@@ -69,9 +79,11 @@ def held_lock(path: Path, *, clock, wait: bool, what: str) -> Iterator[Path]:
             clock.sleep(POLL_SECONDS)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        held.add(key)
         try:
             yield path
         finally:
+            held.discard(key)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
