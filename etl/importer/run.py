@@ -438,14 +438,26 @@ def _prepare_when_budget_allows(client, settings, source: Path, opts: ImportOpti
                                 checkpoint, wait: bool, hooks: Hooks, kept: KeptReads | None = None) -> Prepared:
     """``prepare``; with ``wait``, a budget used up while planning is slept through (what
     was read is kept: the next round reads only what is missing)."""
+    def say_what_is_kept():
+        if kept is not None and kept.kept_ids():
+            hooks.note(f"{len(kept.kept_ids())} client read(s) kept in {kept.path}: the next "
+                       f"{'round' if wait else 'run'} reads only what is missing, then plans")
+
+    return plan_when_budget_allows(
+        client, lambda: prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say,
+                                show_values=hooks.show_values, kept_reads=kept),
+        wait=wait, hooks=hooks, on_stop=say_what_is_kept)
+
+
+def plan_when_budget_allows(client, plan: Callable[[], Prepared], *, wait: bool, hooks: Hooks,
+                            on_stop: Callable[[], None] = lambda: None) -> Prepared:
+    """``plan()``; a budget used up while planning stops it (``on_stop`` hears it first),
+    or, with ``wait``, is slept through and planning starts again."""
     while True:
         try:
-            return prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say,
-                           show_values=hooks.show_values, kept_reads=kept)
+            return plan()
         except BudgetExhausted as exc:
-            if kept is not None and kept.kept_ids():
-                hooks.note(f"{len(kept.kept_ids())} client read(s) kept in {kept.path}: the next "
-                           f"{'round' if wait else 'run'} reads only what is missing, then plans")
+            on_stop()
             if not wait or exc.frees_at is None:
                 raise
             _sleep_until(client, exc.frees_at, hooks)

@@ -38,7 +38,7 @@ from .matching import plain
 from .options import Paths
 from .outcome import RunOutcome
 from .reports import RowResult, run_of_results
-from .run import Hooks, Prepared, apply_rounds, start_run
+from .run import Hooks, Prepared, apply_rounds, plan_when_budget_allows, start_run
 
 MANUAL = "manual"            # a client the run created: delete or archive it in IntakeQ by hand
 LOOKUPS_AT_MOST = 2          # more clients than this: one listing of clients updated since the run
@@ -107,8 +107,10 @@ def undo_import(client, settings, run: str | Path | Run, paths: Paths | None = N
         this = start_run(checkpoint, RunInfo(new_run_id(), UNDO, target.file, undoes=target.run_id),
                          settings.account_dir, dry_run=dry_run, hooks=hooks)
         return apply_rounds(client, settings, paths,
-                            lambda: prepare_undo(client, settings, target, checkpoint=checkpoint,
-                                                 prefer_undo=prefer_undo, echo=hooks.say),
+                            lambda: plan_when_budget_allows(
+                                client, lambda: prepare_undo(client, settings, target, checkpoint=checkpoint,
+                                                             prefer_undo=prefer_undo, echo=hooks.say),
+                                wait=wait, hooks=hooks),
                             checkpoint=checkpoint, dry_run=dry_run, wait=wait, hooks=hooks, run=this)
 
 
