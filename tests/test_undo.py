@@ -267,6 +267,38 @@ def test_from_python_an_undo_stops_at_the_budget_and_wait_finishes_it(sandbox, r
     assert profiles(sandbox, before) == {cid: without_update_stamp(r) for cid, r in before.items()}
 
 
+def test_an_undo_never_runs_beside_a_resume_of_its_run(sandbox, run_cli, tmp_path):
+    import threading
+
+    from etl.clock import SystemClock
+    from etl.state.lock import checkpoint_lock
+
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    rows[0]["City"] = "Busy City"
+    write_rows(path, header, rows)
+    assert import_(run_cli, path).exit_code == 0
+    held, release = threading.Event(), threading.Event()
+
+    def the_import_resumed():          # another process's import of the file, as far as the lock tells
+        with checkpoint_lock(path.parent / "clients.checkpoint.sqlite", clock=SystemClock()):
+            held.set()
+            release.wait(30)
+
+    other = threading.Thread(target=the_import_resumed)
+    other.start()
+    try:
+        assert held.wait(10)
+        sandbox.log.clear()
+        busy = undo(run_cli, path.parent / "clients.results.csv", "--no-wait-for-others")
+    finally:
+        release.set()
+        other.join()
+    assert busy.exit_code == 75, busy.output
+    assert "another import of this file is running" in busy.output and writes(sandbox) == []
+    assert undo(run_cli, path.parent / "clients.results.csv").exit_code == 0
+
+
 def test_an_unknown_run_is_one_line_and_exit_1(sandbox, run_cli):
     result = run_cli("undo", "20990101T000000-dead", "--yes")
     assert result.exit_code == 1

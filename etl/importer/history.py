@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     file      TEXT,                   -- the input file (an import) or the undone run's file
     counts    TEXT,                   -- JSON: created/updated/tagged/conflict/failed/pending...
     undone_by TEXT,                   -- the undo run that took this one back
-    timezone  TEXT                    -- the zone its dates were sent in (an undo sends them so)
+    timezone  TEXT,                   -- the zone its dates were sent in (an undo sends them so)
+    checkpoint TEXT                   -- its checkpoint (an undo holds its lock: never beside it)
 );
 CREATE TABLE IF NOT EXISTS changes (
     run_id    TEXT NOT NULL,
@@ -75,6 +76,7 @@ class Run:
     counts: dict
     undone_by: str | None
     timezone: str | None = None
+    checkpoint: str | None = None
 
     def as_json(self) -> dict:
         return {"run": self.run_id, "kind": self.kind, "undoes": self.undoes,
@@ -120,10 +122,10 @@ class History:
 
     # ---------------------------------------------------------------- runs
     def start(self, run_id: str, kind: str, *, file: str | None, undoes: str | None = None,
-              timezone: str | None = None) -> None:
+              timezone: str | None = None, checkpoint: str | None = None) -> None:
         """The run's line, once (a resumed run keeps its first start)."""
-        self.db.execute("INSERT OR IGNORE INTO runs (run_id, kind, undoes, started, file, timezone) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (run_id, kind, undoes, time.time(), file, timezone))
+        self.db.execute("INSERT OR IGNORE INTO runs (run_id, kind, undoes, started, file, timezone, checkpoint) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, kind, undoes, time.time(), file, timezone, checkpoint))
 
     def finish_round(self, run_id: str, counts: dict) -> None:
         self.db.execute("UPDATE runs SET finished=?, counts=? WHERE run_id=?",
@@ -141,12 +143,13 @@ class History:
     def runs(self) -> list[Run]:
         """Newest first."""
         return [_run(r) for r in self.db.execute(
-            "SELECT run_id, kind, undoes, started, finished, file, counts, undone_by, timezone FROM runs "
+            "SELECT run_id, kind, undoes, started, finished, file, counts, undone_by, timezone, checkpoint "
+            "FROM runs "
             "ORDER BY started DESC, run_id DESC")]
 
     def run(self, run_id: str) -> Run | None:
-        found = self.db.execute("SELECT run_id, kind, undoes, started, finished, file, counts, undone_by, timezone "
-                                "FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        found = self.db.execute("SELECT run_id, kind, undoes, started, finished, file, counts, undone_by, timezone, "
+                                "checkpoint FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return _run(found) if found else None
 
     # ---------------------------------------------------------------- the journal
@@ -220,7 +223,7 @@ def tag_of(field: str) -> str | None:
 
 
 def _run(r) -> Run:
-    return Run(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7], r[8])
+    return Run(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7], r[8], r[9])
 
 
 def _plain(v):
@@ -274,6 +277,7 @@ class RunInfo:
     kind: str = IMPORT
     file: str | None = None
     undoes: str | None = None
+    checkpoint: str | None = None       # its checkpoint file (resolved)
 
 
 FINISHED_ROW = frozenset({"created", "updated"})
@@ -286,7 +290,8 @@ class Journal:
         self.run = run
         self.saved_rows: set[int] = set()
         self.history = History(account_dir)
-        self.history.start(run.run_id, run.kind, file=run.file, undoes=run.undoes, timezone=timezone)
+        self.history.start(run.run_id, run.kind, file=run.file, undoes=run.undoes, timezone=timezone,
+                           checkpoint=run.checkpoint)
 
     def sending(self, plan) -> None:
         """Before the row's first request: what it changes, before and after."""

@@ -319,8 +319,9 @@ def _run_import_locked(client, settings, source: Path, opts: ImportOptions, path
                        checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks) -> RunOutcome:
     """:func:`run_import` under the file's lock (the CLI takes it earlier, before it opens
     the checkpoint; taking it again in the same thread is a no-op)."""
-    run = start_run(checkpoint, RunInfo(new_run_id(), IMPORT, str(Path(source).resolve())), settings.account_dir,
-                    dry_run=dry_run, hooks=hooks)
+    run = start_run(checkpoint, RunInfo(new_run_id(), IMPORT, str(Path(source).resolve()),
+                                        checkpoint=str(Path(paths.checkpoint).resolve())),
+                    settings.account_dir, dry_run=dry_run, hooks=hooks)
     kept = open_kept_reads(client, settings, source, opts, paths, dry_run=dry_run, note=hooks.note)
     try:
         outcome = apply_rounds(

@@ -19,6 +19,7 @@ the plan and results files and the history are the import's own (``run.apply_rou
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import defaultdict
 from pathlib import Path
@@ -95,16 +96,21 @@ def undo_import(client, settings, run: str | Path | Run, paths: Paths | None = N
     Like :func:`etl.importer.run_import`: the same hooks, checkpoint (open it with
     ``open_checkpoint(paths.checkpoint, undo_identity(run), ...)``), ``wait`` and outcome
     (exit 4 when a field is kept as a conflict), the checkpoint's lock (two undos of one
-    run never run at once); the undo is a run of its own in the history, so it can be
-    undone too.
+    run never run at once), and the lock of the run's own checkpoint (never beside a
+    resume of that run); the undo is a run of its own in the history, so it can be undone too.
     """
     hooks = hooks or Hooks()
     target = run if isinstance(run, Run) else resolve_run(settings.account_dir, run)
     paths = paths or undo_paths(target)
     if target.undone_by:
         hooks.note(f"run {target.run_id} was undone already (by {target.undone_by}); live is checked again")
-    with checkpoint_lock(paths.checkpoint, clock=client.clock, wait=getattr(client, "wait_for_others", True)):
-        this = start_run(checkpoint, RunInfo(new_run_id(), UNDO, target.file, undoes=target.run_id),
+    others = getattr(client, "wait_for_others", True)
+    with contextlib.ExitStack() as held:
+        held.enter_context(checkpoint_lock(paths.checkpoint, clock=client.clock, wait=others))
+        if target.checkpoint and Path(target.checkpoint).parent.is_dir():   # the run itself, resumed meanwhile
+            held.enter_context(checkpoint_lock(target.checkpoint, clock=client.clock, wait=others))
+        this = start_run(checkpoint, RunInfo(new_run_id(), UNDO, target.file, undoes=target.run_id,
+                                             checkpoint=str(Path(paths.checkpoint).resolve())),
                          settings.account_dir, dry_run=dry_run, hooks=hooks)
         return apply_rounds(client, settings, paths,
                             lambda: plan_when_budget_allows(
