@@ -18,6 +18,7 @@ _LAZY = {
     "export_clients": ("etl.export", "export_clients"),
     "ExportOptions": ("etl.export", "ExportOptions"),
     "run_import": ("etl.importer", "run_import"),
+    "undo_import": ("etl.importer", "undo_import"),
     "validate_file": ("etl.validate", "validate_file"),
     "Hooks": ("etl.hooks", "Hooks"),
 }

@@ -78,4 +78,4 @@ def test_an_unknown_command_suggests_the_nearest(typed, nearest):
 def test_a_command_nothing_like_any_lists_them():
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code == 2
-    assert "The commands: export, import, map, validate, quota, sandbox." in result.output
+    assert "The commands: export, import, map, undo, history, validate, quota, sandbox." in result.output

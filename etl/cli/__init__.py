@@ -50,6 +50,8 @@ COMMANDS = {
     "import": ("etl.cli.import_", "import_",
                "Import a CSV/Parquet/XLSX file: diff, plan, then apply only what changed."),
     "map": ("etl.cli.map_", "map_", "Propose a mapping (TOML) for another system's file, to import it with --map."),
+    "undo": ("etl.cli.undo", "undo", "Take back exactly what one import changed, keeping what staff did since."),
+    "history": ("etl.cli.history", "history", "List this account's imports and undos (run ids for undo)."),
     "validate": ("etl.cli.validate", "validate", "Check a clients file against the schema, without any API call."),
     "quota": ("etl.cli.quota", "quota", "Show the daily request budget: used, remaining, when the next frees up."),
     "sandbox": ("etl.cli.sandbox", "sandbox", "Serve a local emulator of the IntakeQ Client API on 127.0.0.1."),

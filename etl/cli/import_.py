@@ -118,11 +118,24 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, no_revie
 
 def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bool, quiet: bool, ask: bool,
          wait_for_others: bool = True):
-    """The import itself, with Ctrl-C turned into a stop request on the client's clock, and
-    a failing disk or database turned into one line (exit 1 before any write, else 4).
+    """The import itself (:func:`run_guarded`)."""
+    from .. import importer as I
+
+    return run_guarded(
+        ctx, paths, I.plan_identity(file, opts),
+        lambda client, settings, cp, hooks: I.run_import(client, settings, file, opts, paths, checkpoint=cp,
+                                                         dry_run=dry_run, wait=wait, hooks=hooks),
+        dry_run=dry_run, restart=restart, quiet=quiet, ask=ask, wait_for_others=wait_for_others)
+
+
+def run_guarded(ctx, paths, identity: str, run, *, dry_run: bool, restart: bool, quiet: bool, ask: bool,
+                wait_for_others: bool = True, fresh_when_finished: bool = False):
+    """``run(client, settings, checkpoint, hooks)`` (an import or an undo), with Ctrl-C turned
+    into a stop request on the client's clock, and a failing disk or database turned into
+    one line (exit 1 before any write, else 4).
 
     The checkpoint's lock is held from before the checkpoint is opened until it is closed:
-    a second import of the same file waits for this one (or refuses), never writes beside it."""
+    a second run with the same checkpoint waits for this one (or refuses), never writes beside it."""
     from .. import importer as I
     from ..state.lock import checkpoint_lock
 
@@ -137,11 +150,10 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
                                 on_throttle=ui.throttle_countdown(quiet=quiet))
             held.enter_context(checkpoint_lock(paths.checkpoint, clock=client.clock, wait=wait_for_others))
             hooks = _cli_hooks(paths, settings, client, quiet=quiet, ask=ask)
-            cp = I.open_checkpoint(paths.checkpoint, I.plan_identity(file, opts), restart=restart,
-                                   dry_run=dry_run, note=hooks.note)
+            cp = I.open_checkpoint(paths.checkpoint, identity, restart=restart, dry_run=dry_run, note=hooks.note,
+                                   fresh_when_finished=fresh_when_finished)
             with _stop_on_sigint(client.clock):
-                run = I.run_import(client, settings, file, opts, paths, checkpoint=cp, dry_run=dry_run,
-                                   wait=wait, hooks=hooks)
+                result = run(client, settings, cp, hooks)
         except (OSError, sqlite3.Error) as exc:
             stop = _storage_stop(exc, app)
             if stop is not None:
@@ -158,12 +170,15 @@ def _run(ctx, file: Path, opts, paths, *, dry_run: bool, restart: bool, wait: bo
         finally:
             if cp is not None:
                 cp.close()
-    return run
+    return result
 
 
-def _report_run(run, paths, dry_run: bool, *, moved: bool = False) -> int:
-    """The closing lines on stderr; the exit code, or the error of a stopped run (75, 130)."""
+def _report_run(run, paths, dry_run: bool, *, moved: bool = False, closing: str | None = None) -> int:
+    """The closing lines on stderr; the exit code, or the error of a stopped run (75, 130).
+    ``closing``: said instead of the import's line when nothing was written."""
     line = run.closing_line()
+    if line is not None and closing is not None and not dry_run:
+        line = closing
     if line is not None:
         ui.say(line)
     if dry_run:
@@ -184,6 +199,7 @@ def _json_summary(file: Path, paths, run, app, *, dry_run: bool, status: int | N
     prepared = run.prepared if run is not None else None
     return {
         "file": str(file),
+        "run": run.run_id if run is not None else None,
         "dry_run": dry_run,
         "base": prepared.base.export_id if prepared is not None else None,
         "plan": prepared.counts() if prepared is not None else None,
@@ -268,6 +284,9 @@ def _cli_hooks(paths, settings, client, *, quiet: bool, ask: bool):
             if not quiet:
                 ui.note(message)
 
+        def started(self, run_id: str) -> None:
+            ui.say(f"run: {run_id}")
+
         def planned(self, prepared, est: dict) -> None:
             _print_plan(prepared, est, paths, settings)
 
@@ -289,7 +308,8 @@ def _print_plan(prepared, est: dict, paths, settings) -> None:
     from ..importer.review import changes_by_field
 
     counts = prepared.counts()
-    order = ["create", "update", "unchanged", "conflict", "failed", "skipped", "created", "updated", "pending"]
+    order = ["create", "update", "unchanged", "conflict", "failed", "skipped", "created", "updated", "pending",
+             "manual"]
     shown = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
     ui.say(prepared.live_line())
     ui.say(f"plan: {prepared.n_rows} row(s): {shown or 'nothing'}")

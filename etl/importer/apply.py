@@ -63,12 +63,14 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
                known_ids: Callable[[RowPlan], set[int]] = lambda plan: set(),
                on_saved: Callable[[RowPlan], None] = lambda plan: None,
                on_created: Callable[[RowPlan], None] = lambda plan: None,
+               on_sending: Callable[[RowPlan], None] = lambda plan: None,
                outcome: ApplyOutcome | None = None) -> ApplyOutcome:
     """Send every row's operations; returns each touched row's result.
 
     ``on_saved(plan)`` hears of each save that landed and, as a plan of ``Tags+<tag>`` /
     ``Tags-<tag>`` changes (``diff.tag_op_field``), of each row's completed tag calls: the
-    import records both, to tell its own changes in IntakeQ from staff's.
+    import records both, to tell its own changes in IntakeQ from staff's. ``on_sending(plan)``
+    is heard before a row's first request (the run's journal records its before images).
 
     Stops at the first ``BudgetExhausted``, ``Interrupted``, or any other ``EtlError`` that
     is not a row's own failure (``stopped_by``): the row in hand stays in the checkpoint as
@@ -86,6 +88,7 @@ def apply_plan(client, plans: list[RowPlan], checkpoint: Checkpoint, *, tz: str 
         try:
             if plan.body is not None and plan.action != CREATE:
                 fresh.refresh_if_old()
+            on_sending(plan)
             outcome.results[plan.row] = _apply_row(client, plan, checkpoint, tz, clock, known_ids, on_saved,
                                                    on_created, fresh, outcome.created)
         except EtlError as exc:          # BudgetExhausted, Interrupted (Ctrl-C), or an error every later row would meet
@@ -123,7 +126,8 @@ def _apply_row(client, plan: RowPlan, cp: Checkpoint, tz: str, clock, known_ids,
         return RowResult(plan.row, client_id, exc.status, fields, exc.message)
     except TRANSIENT_ERRORS as exc:
         return _left_unverified(plan.row, client_id, cp, fields, exc)
-    status = "created" if plan.action == CREATE else "updated"
+    # A row that also keeps values (an undo's conflicts) is not done: it says so.
+    status = "created" if plan.action == CREATE else "conflict" if plan.conflicts else "updated"
     cp.finish(plan.row, status, client_id=client_id, fields=fields)
     return RowResult(plan.row, client_id, status, fields, plan.message)
 

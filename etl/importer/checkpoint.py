@@ -79,31 +79,35 @@ class RowState:
 class Checkpoint:
     """The journal at ``path`` for one plan identity; the file appears at the first write.
 
-    ``restart`` ignores an existing file (it is replaced at the first write).
+    ``restart`` ignores an existing file (it is replaced at the first write);
+    ``fresh_when_finished`` ignores it too when nothing is left to resume (no row in flight
+    or pending): an undo asked again after it finished is a new run, planned afresh.
     ``operations_begun`` counts the operations this object marked in flight: non-zero once
     this run has sent (or is about to send) a write.
     """
 
-    def __init__(self, path: Path, identity: str, *, restart: bool = False):
+    def __init__(self, path: Path, identity: str, *, restart: bool = False, fresh_when_finished: bool = False):
         self.path = Path(path)
         refuse_symlink(self.path, "the checkpoint")
         self.identity = identity
         self.db: sqlite3.Connection | None = None
         self.operations_begun = 0
+        self.run_id: str | None = None      # the run it journals (``history``): kept by a resume
         if self.path.exists() and not restart:
-            self.db = self._resume_existing()
+            self.db = self._resume_existing(fresh_when_finished)
+            self.run_id = _meta(self.db, "run") if self.db is not None else None
         # A file left at path now is not ours (--restart, or it never sent): replaced at the first write.
         self._replaces = self.db is None and self.path.exists()
 
-    def _resume_existing(self) -> sqlite3.Connection | None:
+    def _resume_existing(self, fresh_when_finished: bool = False) -> sqlite3.Connection | None:
         """The file, open for resuming, if it is ours; None if it may be replaced."""
         if self.path.stat().st_size and not _is_checkpoint(self.path):
             raise PathError(f"{self.path} is not a checkpoint of intakeq-etl (another file is there): "
                             "pass --checkpoint with another path; the file was left as it is")
         db = connect(self.path, wal=False)
-        if _identity_of(db) == self.identity:
+        if _identity_of(db) == self.identity and not (fresh_when_finished and not _has_unfinished_rows(db)):
             return db
-        unfinished = _has_unfinished_rows(db)
+        unfinished = _has_unfinished_rows(db) and _identity_of(db) != self.identity
         db.close()
         if unfinished:
             raise CheckpointMismatch(
@@ -117,7 +121,16 @@ class Checkpoint:
     def _writable(self) -> sqlite3.Connection:
         if self.db is None:
             self.db = _create(self.path, self.identity, replace=self._replaces)
+            if self.run_id is not None:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (self.run_id,))
         return self.db
+
+    def keep_run(self, run_id: str) -> None:
+        """The run this journal belongs to: kept from its first write (a file of an older
+        version, resumed, gets it now)."""
+        self.run_id = run_id
+        if self.db is not None:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (run_id,))
 
     # ---------------------------------------------------------------- reading
     def get(self, row: int) -> RowState | None:
@@ -188,6 +201,11 @@ def _identity_of(db: sqlite3.Connection) -> str | None:
         found = db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
     except sqlite3.OperationalError:        # no such table: an empty or foreign database
         return None
+    return found[0] if found else None
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    found = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
     return found[0] if found else None
 
 

@@ -135,6 +135,7 @@ class Conflict:
     base: Any
     file: Any
     live: Any
+    note: str = ""      # the plan file's note (an undo's says what its values are)
 
 
 @dataclass

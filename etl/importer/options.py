@@ -112,17 +112,18 @@ def plan_identity(source: Path, opts: ImportOptions) -> str:
 
 
 def open_checkpoint(path: Path, identity: str, *, restart: bool, dry_run: bool,
-                    note: Callable[[str], None] = lambda message: None) -> Checkpoint | None:
+                    note: Callable[[str], None] = lambda message: None,
+                    fresh_when_finished: bool = False) -> Checkpoint | None:
     """The checkpoint, read for resuming; its file is only created (or replaced) by a first write.
 
     A dry run shows the resumed plan, even with ``restart``; a checkpoint of another file
     or options is ignored by a dry run (said through ``note``), and refused by a real run
-    (``CheckpointMismatch``).
+    (``CheckpointMismatch``). ``fresh_when_finished``: see :class:`Checkpoint` (an undo's).
     """
     if not dry_run:
-        return Checkpoint(path, identity, restart=restart)
+        return Checkpoint(path, identity, restart=restart, fresh_when_finished=fresh_when_finished)
     try:
-        return Checkpoint(path, identity)
+        return Checkpoint(path, identity, fresh_when_finished=fresh_when_finished)
     except CheckpointMismatch:
         note(f"the checkpoint {path} belongs to another file or options; ignored by the dry run")
         return None

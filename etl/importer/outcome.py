@@ -27,6 +27,7 @@ class RunOutcome:
     stopped_by: Exception | None = None     # BudgetExhausted, Interrupted, or the EtlError that stopped it
     applied: bool = False                   # False: dry run, or nothing to write
     dry_run: bool = False
+    run_id: str | None = None               # the run's id in the account's history (None: a dry run)
 
     def closing_line(self) -> str | None:
         """The line said before the results (a dry run, or nothing to write), if any."""

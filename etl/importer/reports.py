@@ -21,7 +21,7 @@ from .diff import RowPlan
 
 REPORT_COLUMNS = ["row", "column", "value", "check", "severity", "message", "hint"]
 PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "note"]
-RESULT_COLUMNS = ["row", "ClientId", "status", "fields", "message"]
+RESULT_COLUMNS = ["row", "ClientId", "status", "fields", "message", "run"]
 
 
 @dataclass
@@ -55,7 +55,7 @@ def plan_lines(plans: list[RowPlan]) -> Iterable[list[Any]]:
         for c in p.conflicts:
             wrote = True
             yield [p.row, p.client_id, p.action, c.field, plan_cell(c.live), plan_cell(c.file), plan_cell(c.base),
-                   "conflict: changed in the file and in IntakeQ (old = IntakeQ now)"]
+                   c.note or "conflict: changed in the file and in IntakeQ (old = IntakeQ now)"]
         for t in p.tag_adds:
             wrote = True
             yield [p.row, p.client_id, p.action, "Tags", "", t, "", "add tag"]
@@ -104,19 +104,31 @@ def write_plan(path: Path, plans: list[RowPlan], *, sources: dict | None = None,
                      ([*line, sources.get(line[field_at], "")] for line in lines))
 
 
-def write_results(path: Path, results: Iterable[RowResult], *, sources: dict | None = None) -> Path:
-    """The results file; with ``--map``, a last column names the source column of each field."""
+def write_results(path: Path, results: Iterable[RowResult], run: str | None = None, *,
+                  sources: dict | None = None) -> Path:
+    """One line per row; ``run``: the run id (``intakeq-etl undo`` takes the file for it); with
+    ``--map``, a last column names the source column of each field."""
     rows = sorted(results, key=lambda r: r.row)
     if not sources:
-        return write_csv(path, RESULT_COLUMNS, ([r.row, r.client_id, r.status, "; ".join(r.fields), r.message]
+        return write_csv(path, RESULT_COLUMNS, ([r.row, r.client_id, r.status, "; ".join(r.fields), r.message, run]
                                                 for r in rows))
     return write_csv(path, [*RESULT_COLUMNS, "source_columns"], (
-        [r.row, r.client_id, r.status, "; ".join(r.fields), r.message,
+        [r.row, r.client_id, r.status, "; ".join(r.fields), r.message, run,
          "; ".join(sources.get(f, f) for f in r.fields)] for r in rows))
 
 
+def run_of_results(path: Path) -> str | None:
+    """The run id a results file names (its ``run`` column), or None."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for line in csv.DictReader(fh):
+            if line.get("run"):
+                return line["run"]
+    return None
+
+
 def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir: Path,
-                               say: Callable[[str], None], *, sources: dict | None = None) -> Path:
+                               say: Callable[[str], None], *, run: str | None = None,
+                               sources: dict | None = None) -> Path:
     """Write the results file where ``paths.results`` says or, when that fails (a full
     disk, a read-only folder), into the account's state dir; say where.
 
@@ -125,13 +137,13 @@ def write_results_or_elsewhere(paths, results: Iterable[RowResult], account_dir:
     """
     results = list(results)
     try:
-        return write_results(paths.results, results, sources=sources)
+        return write_results(paths.results, results, run, sources=sources)
     except OSError as exc:
         reason = exc.strerror or str(exc)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     elsewhere = Path(account_dir) / "results" / f"{paths.results.stem}-{stamp}.csv"
     make_private_dirs(elsewhere.parent)
-    write_results(elsewhere, results, sources=sources)
+    write_results(elsewhere, results, run, sources=sources)
     say(f"warning: the results file could not be written to {paths.results} ({reason}); "
         f"it was written to {elsewhere} instead")
     paths.results = elsewhere

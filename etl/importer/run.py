@@ -26,6 +26,7 @@ from . import diff as D
 from . import mapping as M
 from .base import Base, find_base, is_no_base, named_export
 from .checkpoint import Checkpoint, RowState
+from .history import IMPORT, UNDO, Journal, RunInfo, is_undone, new_run_id
 from .live import fetch_live, live_custom_fields, plan_reads
 from .matching import fold
 from .options import ImportOptions, Paths, plan_identity
@@ -336,12 +337,14 @@ def estimate(prepared: Prepared, client, settings) -> dict:
 class Hooks(BaseHooks):
     """How an import talks to its caller: the library's :class:`etl.hooks.Hooks` (``say``,
     ``note``, ``progress``, ``should_stop``, asked before each row) and what only an
-    import has: the plan, the confirmation, each row done. Silent, and says yes."""
+    import (or an undo) has: its run id, the plan, the confirmation, each row done. Silent,
+    and says yes."""
 
     # Example cell values in messages (damage lines): client data, so only for a person at
     # a terminal, never for a scheduler's log.
     show_values = False
 
+    def started(self, run_id: str) -> None: ...
     def planned(self, prepared: Prepared, estimate: dict) -> None: ...
     def confirm(self, estimate: dict) -> bool: return True
     def row_done(self, plan: D.RowPlan) -> None: ...
@@ -378,22 +381,57 @@ def _run_import_locked(client, settings, source: Path, opts: ImportOptions, path
                        checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks) -> RunOutcome:
     """:func:`run_import` under the file's lock (the CLI takes it earlier, before it opens
     the checkpoint; taking it again in the same thread is a no-op)."""
+    run = start_run(checkpoint, RunInfo(new_run_id(), IMPORT, str(Path(source).resolve()),
+                                        checkpoint=str(Path(paths.checkpoint).resolve())),
+                    settings.account_dir, dry_run=dry_run, hooks=hooks)
     kept = open_kept_reads(client, settings, source, opts, paths, dry_run=dry_run, note=hooks.note)
     try:
+        outcome = apply_rounds(
+            client, settings, paths,
+            lambda: _prepare_when_budget_allows(client, settings, source, opts, paths, checkpoint=checkpoint,
+                                                wait=wait, hooks=hooks, kept=kept),
+            checkpoint=checkpoint, dry_run=dry_run, wait=wait, hooks=hooks, run=run, opts=opts)
+    finally:
+        kept.close()
+    if not dry_run and outcome.stopped_by is None and outcome.exit_status() == 0:
+        kept.discard()         # every row done: the reads would only go stale
+    return outcome
+
+
+def start_run(checkpoint: Checkpoint | None, run: RunInfo, account_dir: Path, *, dry_run: bool,
+              hooks: Hooks) -> RunInfo:
+    """The run's id: the one its checkpoint keeps (a resume goes on with the same run),
+    else ``run``'s new one, kept in the checkpoint from its first write. Said at the start.
+
+    A run undone since keeps its rows done (a scheduled re-run never redoes it): said."""
+    if checkpoint is not None and checkpoint.run_id:
+        run = dataclasses.replace(run, run_id=checkpoint.run_id)
+        if is_undone(account_dir, run.run_id):
+            hooks.note(f"run {run.run_id} of this checkpoint was undone: the rows it did are not sent "
+                       "again (to apply them again: undo the undo, or --restart)")
+    elif checkpoint is not None and not dry_run:
+        checkpoint.keep_run(run.run_id)
+    if not dry_run:
+        hooks.started(run.run_id)
+    return run
+
+
+def apply_rounds(client, settings, paths: Paths, prepare_round: Callable[[], Prepared], *,
+                 checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks,
+                 run: RunInfo, opts: ImportOptions | None = None) -> RunOutcome:
+    """Hold the budget, then plan (``prepare_round``) and apply, in rounds with ``wait``: the
+    part an import and an undo share. An ``EtlError`` after the first write is
+    ``StoppedAfterWrites`` (exit 4)."""
+    try:
         with _hold_budget_waiting(client, wait=wait, hooks=hooks):   # before the first request
-            outcome = _rounds(client, settings, source, opts, paths, checkpoint=checkpoint,
-                              dry_run=dry_run, wait=wait, hooks=hooks, kept=kept)
+            return _rounds(client, settings, paths, prepare_round, checkpoint=checkpoint,
+                           dry_run=dry_run, wait=wait, hooks=hooks, run=run, opts=opts)
     except (BudgetExhausted, Interrupted):
         raise
     except EtlError as exc:
         if checkpoint is None or not checkpoint.operations_begun:
             raise
         raise stopped_after_writes(exc, paths) from exc
-    finally:
-        kept.close()
-    if not dry_run and outcome.stopped_by is None and outcome.exit_status() == 0:
-        kept.discard()         # every row done: the reads would only go stale
-    return outcome
 
 
 def open_kept_reads(client, settings, source: Path, opts: ImportOptions, paths: Paths, *, dry_run: bool,
@@ -438,19 +476,18 @@ def _reserve_writes(client, writes: int) -> None:
         ledger.reserve_more(writes)
 
 
-def _rounds(client, settings, source: Path, opts: ImportOptions, paths: Paths, *,
-            checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks,
-            kept: KeptReads | None = None) -> RunOutcome:
+def _rounds(client, settings, paths: Paths, prepare_round: Callable[[], Prepared], *,
+            checkpoint: Checkpoint | None, dry_run: bool, wait: bool, hooks: Hooks, run: RunInfo,
+            opts: ImportOptions | None = None) -> RunOutcome:
     """Plan and apply, once, or with ``wait`` again after each budget stop."""
     last: RunOutcome | None = None          # the latest round, stopped by the budget (--wait)
     while True:
         try:
             if last is not None:
                 _sleep_until(client, last.stopped_by.frees_at, hooks)
-            prepared = _prepare_when_budget_allows(client, settings, source, opts, paths,
-                                                   checkpoint=checkpoint, wait=wait, hooks=hooks, kept=kept)
+            prepared = prepare_round()
             outcome = _plan_and_apply(client, settings, prepared, paths, checkpoint=checkpoint,
-                                      dry_run=dry_run, ask=last is None, hooks=hooks, opts=opts)
+                                      dry_run=dry_run, ask=last is None, hooks=hooks, run=run, opts=opts)
         except Interrupted as stop:
             if last is None:
                 raise Interrupted("interrupted (Ctrl-C) before the first write: nothing was "
@@ -465,23 +502,38 @@ def _prepare_when_budget_allows(client, settings, source: Path, opts: ImportOpti
                                 checkpoint, wait: bool, hooks: Hooks, kept: KeptReads | None = None) -> Prepared:
     """``prepare``; with ``wait``, a budget used up while planning is slept through (what
     was read is kept: the next round reads only what is missing)."""
+    def say_what_is_kept():
+        if kept is not None and kept.kept_ids():
+            hooks.note(f"{len(kept.kept_ids())} client read(s) kept in {kept.path}: the next "
+                       f"{'round' if wait else 'run'} reads only what is missing, then plans")
+
+    return plan_when_budget_allows(
+        client, lambda: prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say,
+                                show_values=hooks.show_values, kept_reads=kept),
+        wait=wait, hooks=hooks, on_stop=say_what_is_kept)
+
+
+def plan_when_budget_allows(client, plan: Callable[[], Prepared], *, wait: bool, hooks: Hooks,
+                            on_stop: Callable[[], None] = lambda: None) -> Prepared:
+    """``plan()``; a budget used up while planning stops it (``on_stop`` hears it first),
+    or, with ``wait``, is slept through and planning starts again."""
     while True:
         try:
-            return prepare(client, settings, source, opts, paths, checkpoint=checkpoint, echo=hooks.say,
-                           show_values=hooks.show_values, kept_reads=kept)
+            return plan()
         except BudgetExhausted as exc:
-            if kept is not None and kept.kept_ids():
-                hooks.note(f"{len(kept.kept_ids())} client read(s) kept in {kept.path}: the next "
-                           f"{'round' if wait else 'run'} reads only what is missing, then plans")
+            on_stop()
             if not wait or exc.frees_at is None:
                 raise
             _sleep_until(client, exc.frees_at, hooks)
 
 
 def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, checkpoint, dry_run: bool,
-                    ask: bool, hooks: Hooks, opts: ImportOptions | None = None) -> RunOutcome:
+                    ask: bool, hooks: Hooks, run: RunInfo, opts: ImportOptions | None = None) -> RunOutcome:
     """Write the plan and its review files, then (unless a dry run or nothing to do) send it
-    and write the results."""
+    and write the results.
+
+    Each row's before and after images go to the account's history (``history.Journal``)
+    before its first request."""
     from .applied import record as record_applied
     from .apply import ApplyOutcome, apply_plan
     from .reports import write_plan, write_results_or_elsewhere
@@ -490,25 +542,43 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     write_plan(paths.plan, prepared.plans, sources=prepared.sources, unknown_columns=prepared.unknown_columns)
     paths.wrote(paths.plan)
     est = estimate(prepared, client, settings)
-    write_review(paths, prepared.plans, review_summary(prepared, est, settings, opts, dry_run=dry_run))
+    write_review(paths, prepared.plans, review_summary(prepared, est, settings, opts, dry_run=dry_run,
+                                                       command=run.kind))
     if not dry_run:
         _reserve_writes(client, est["writes"])      # other runs now see the plan's need as used
     hooks.planned(prepared, est)
     todo = prepared.todo
-    if dry_run or not todo:
-        if not dry_run:
-            paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
-                                                   hooks.say, sources=prepared.sources))
-        return RunOutcome(prepared, dict(prepared.results), dry_run=dry_run)
+    if dry_run:
+        return RunOutcome(prepared, dict(prepared.results), dry_run=True)
+    if not todo:
+        paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
+                                               hooks.say, run=run.run_id, sources=prepared.sources))
+        if run.kind == UNDO and not is_undone(settings.account_dir, run.undoes):
+            # nothing left to take back (a killed run's writes never landed, staff set it all
+            # back): the run is undone, and this undo on record
+            Journal(settings.account_dir, run, timezone=prepared.timezone).finish(prepared.results.values())
+        return RunOutcome(prepared, dict(prepared.results), run_id=run.run_id)
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
     outcome = ApplyOutcome()
+    journal = Journal(settings.account_dir, run, timezone=prepared.timezone)
+    applied_as = prepared.base.export_id if run.kind == IMPORT else f"{run.kind}:{run.run_id}"
+
+    def created(plan):
+        journal.created(plan)
+        applied.record_created(settings.account_dir, plan.client_id, *plan.name_key, source=prepared.source)
+
+    def saved(plan):
+        journal.saved(plan)
+        record_applied(settings.account_dir, applied_as, plan.client_id, plan.changes)
+
     try:
-        with hooks.progress(len(todo), desc="import", unit="client") as bar:
+        with hooks.progress(len(todo), desc=run.kind, unit="client") as bar:
             left = {plan.row: requests_of(plan) for plan in todo}
             bar.update(0, remaining=est["writes"])
 
             def row_done(plan):
+                journal.row_done(plan, outcome.results.get(plan.row))
                 hooks.row_done(plan)
                 if plan.row in outcome.results:       # not the row a stop left unsent
                     left.pop(plan.row, None)
@@ -517,30 +587,32 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
             apply_plan(
                 client, todo, checkpoint, tz=prepared.timezone, clock=client.clock, outcome=outcome,
                 should_stop=lambda: hooks.should_stop() or client.clock.stop_requested(),
-                on_created=lambda plan: applied.record_created(settings.account_dir, plan.client_id,
-                                                               *plan.name_key, source=prepared.source),
+                on_created=created, on_sending=journal.sending,
                 on_row=row_done, known_ids=lambda plan: prepared.known_by_row.get(plan.row, set()),
-                on_saved=lambda plan: record_applied(settings.account_dir, prepared.base.export_id,
-                                                     plan.client_id, plan.changes))
+                on_saved=saved)
     finally:     # even when the disk or a bug stops it: the rows written are on record
         results = dict(prepared.results)
         results.update(outcome.results)
         for plan in todo:
             results.setdefault(plan.row, RowResult(plan.row, outcome.with_client(plan).client_id, "pending", (),
                                                    "not sent yet: run the same command again"))
-        paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say,
-                                               sources=prepared.sources))
-    return RunOutcome(prepared, results, outcome.stopped_by, applied=True)
+        try:
+            paths.wrote(write_results_or_elsewhere(paths, results.values(), settings.account_dir, hooks.say,
+                                                   run=run.run_id, sources=prepared.sources))
+        finally:
+            journal.finish(results.values())
+    return RunOutcome(prepared, results, outcome.stopped_by, applied=True, run_id=run.run_id)
 
 
-def review_summary(prepared: Prepared, est: dict, settings, opts: ImportOptions | None, *, dry_run: bool):
+def review_summary(prepared: Prepared, est: dict, settings, opts: ImportOptions | None, *, dry_run: bool,
+                   command: str = "import"):
     """The numbers of the plan block, for the review files (``review.ReviewSummary``)."""
     from .review import ReviewSummary
 
     return ReviewSummary.from_estimate(
-        est, settings, command="import", source=str(prepared.source), dry_run=dry_run,
+        est, settings, command=command, source=str(prepared.source), dry_run=dry_run,
         counts=prepared.counts(), base=prepared.base.how.removeprefix("base: "),
-        options=options_used(opts or ImportOptions(), prepared.timezone), problems=prepared.warnings,
+        options=options_used(opts, prepared.timezone) if opts is not None else {}, problems=prepared.warnings,
         sources=prepared.sources)
 
 

@@ -1,21 +1,22 @@
 """The one way the tool opens its SQLite stores: owner-only, never through a link.
 
-Four stores use it: the request ledger (``etl.api.ledger``), the import's checkpoint
-(``etl.importer.checkpoint``), what imports applied (``etl.importer.applied``) and the
-diagnoses job's progress (``etl.export.diagnoses``).
+The stores use it: the request ledger (``etl.api.ledger``), the import's checkpoint
+(``etl.importer.checkpoint``), what imports applied (``etl.importer.applied``), the
+account's runs and their journals (``etl.importer.history``) and the diagnoses job's
+progress (``etl.export.diagnoses``).
 
 ::
 
     conn = open_private_db(account_dir / "ledger.sqlite", wal=True, schema=_SCHEMA)
 
-The pragmas, chosen once for all four:
+The pragmas, chosen once for all of them:
 
 * ``isolation_level=None``: autocommit; a store that needs several statements in one
   transaction says ``BEGIN IMMEDIATE`` itself (the ledger's check-and-record), so no
   statement waits in an implicit transaction that Python's sqlite3 opened.
 * a busy timeout of 30 s: another process holding the write lock is waited for, not an
   error (its transactions last milliseconds).
-* ``wal=True`` (ledger, applied: every process of the account shares them, several at
+* ``wal=True`` (ledger, applied, history: every process of the account shares them, several at
   once): ``journal_mode=WAL`` lets readers go on while one process writes, and
   ``synchronous=NORMAL`` is durable across a crash of the process (a ``kill -9``); only a
   power loss can drop the last transactions, which costs at most a few uncounted requests.
