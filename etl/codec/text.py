@@ -789,17 +789,11 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=M
         elif kind == "tags":
             out[column] = object_array([normalized(column, v) for v in s.tolist()])
         elif kind in ("int", "enum") and str(s.dtype) == "Int64":
-            vals = s.astype(object).to_numpy()
-            vals[pd.isna(s).to_numpy()] = None
-            out[column] = vals
+            out[column] = s.to_numpy(dtype=object, na_value=None)
         elif kind == "bool" and str(s.dtype) == "boolean":
-            vals = s.astype(object).to_numpy()
-            vals[pd.isna(s).to_numpy()] = None
-            out[column] = vals
+            out[column] = s.to_numpy(dtype=object, na_value=None)
         elif kind == "float" and str(s.dtype) == "Float64":
-            vals = s.astype(object).to_numpy()
-            vals[pd.isna(s).to_numpy()] = None
-            out[column] = vals
+            out[column] = s.to_numpy(dtype=object, na_value=None)
         elif kind == "instant" and isinstance(s.dtype, pd.DatetimeTZDtype):
             text = format_instants(s)
             text[text == ""] = None
@@ -811,4 +805,5 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=M
         else:
             out[column] = object_array([normalized(column, v, kinds=kinds, date_order=date_order)
                                         for v in s.tolist()])
-    return pd.DataFrame(out, index=df.index, columns=columns)
+    # dtype=object: pandas 3 would infer its str dtype, which turns None into NaN
+    return pd.DataFrame(out, index=df.index, columns=columns, dtype=object)
