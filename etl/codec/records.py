@@ -139,14 +139,14 @@ def _column_from_api(column: str, raw: list, kind: str, tz: str) -> pd.Series:
     if kind == "bool":
         return pd.Series(pd.array([_api_bool(v) for v in raw], dtype="boolean"))
     if kind == "date":
-        return pd.Series(pd.array(ms_to_dates(_ms_array(raw), tz), dtype="string"))
+        return pd.Series(pd.array(ms_to_dates(_ms_array(raw), tz), dtype=fields.TEXT_DTYPE))
     if kind == "instant":
         return ms_to_instants(_ms_array(raw))
     if kind == "tags":
         return pd.Series(object_array([_api_tags(v) for v in raw]), dtype=object)
     if kind == "linked":
         return pd.Series(pd.array([format_linked(v) if isinstance(v, list) else _api_text(v)
-                                   for v in raw], dtype="string"))
+                                   for v in raw], dtype=fields.TEXT_DTYPE))
     return _text_column(raw)
 
 
@@ -156,7 +156,7 @@ def _text_column(raw: list) -> pd.Series:
     try:
         arr = pa.array(raw, pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pd.Series(pd.array([_api_text(v) for v in raw], dtype="string"))
+        return pd.Series(pd.array([_api_text(v) for v in raw], dtype=fields.TEXT_DTYPE))
     return string_series(arr)
 
 

@@ -288,7 +288,9 @@ def _date_text(v) -> str:
 
 def _to_arrow_strings(series: pd.Series) -> pa.Array:
     """Any column as arrow strings with "" for NA."""
-    if isinstance(series.dtype, pd.StringDtype) or series.dtype == object:
+    if isinstance(series.dtype, pd.StringDtype):
+        return pc.fill_null(arrow_strings(series), "")
+    if series.dtype == object:
         values = series.to_numpy(dtype=object, na_value="")
         try:
             return pa.array(values, pa.string())
@@ -541,7 +543,7 @@ def _coerce_date(arr, trimmed, blank, column, rows, date_format, date_order):
     hint = ("write the date as yyyy-MM-dd, e.g. 1990-03-05"
             + (f" (or in the --date-format {date_format})" if date_format else
                f" ({order_words} and D.M.YYYY are also read)"))
-    series = pd.Series(pd.array(out, dtype="string"))
+    series = pd.Series(pd.array(out, dtype=fields.TEXT_DTYPE))
     return series, (_problems(bad, arr, column, rows, "date_parses", "not a date", hint)
                     + _ambiguous_problems(np.flatnonzero(ambiguous), arr, column, rows))
 
@@ -581,9 +583,9 @@ def _coerce_tags(arr):
 
 
 def string_series(arr: pa.Array) -> pd.Series:
-    """Arrow strings → pandas ``string`` dtype, "" as NA."""
+    """Arrow strings → pandas ``string[pyarrow]`` (``fields.TEXT_DTYPE``), "" as NA."""
     arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
-    return pd.Series(pd.StringDtype().__from_arrow__(arr))
+    return pd.Series(pd.StringDtype("pyarrow").__from_arrow__(arr))
 
 
 # Excel's, LibreOffice's and Google Sheets' error values: what a cell shows when its formula
@@ -773,6 +775,25 @@ def normalized(column: str, value, *, kinds=None, date_format=None, date_order=M
     return value
 
 
+def arrow_strings(series: pd.Series) -> pa.Array:
+    """A column as one Arrow ``string`` array: a string column's own Arrow data when it is
+    Arrow-backed (no Python string is made), NA as null; any other column through its
+    text, NA as ""."""
+    if not isinstance(series.dtype, pd.StringDtype):
+        return _to_arrow_strings(series)
+    arr = pa.array(series.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.string() else pc.cast(arr, pa.string())
+
+
+def comparable_text(column: str, series: pd.Series, date_order: str = MONTH_FIRST) -> pa.Array:
+    """A text or linked column as :func:`normalized` compares it, as Arrow (null = empty):
+    trimmed, then :func:`_comparable_text`. The diff compares these arrays whole."""
+    arr = _comparable_text(column, pc.utf8_trim_whitespace(arrow_strings(series)), date_order)
+    return pc.if_else(_is_blank(arr), _NULL_STR, arr)
+
+
 def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=MONTH_FIRST) -> pd.DataFrame:
     """:func:`normalized` for whole typed columns at once (object columns; None = empty)."""
     columns = list(df.columns if columns is None else columns)
@@ -781,11 +802,7 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=M
         s = df[column]
         kind = kind_for(column, kinds)
         if kind in ("text", "linked"):
-            arr = _to_arrow_strings(s) if not isinstance(s.dtype, pd.StringDtype) else \
-                pa.array(s.to_numpy(dtype=object, na_value=None), pa.string())
-            arr = _comparable_text(column, pc.utf8_trim_whitespace(arr), date_order)
-            arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
-            out[column] = arr.to_numpy(zero_copy_only=False).astype(object)
+            out[column] = comparable_text(column, s, date_order).to_numpy(zero_copy_only=False).astype(object)
         elif kind == "tags":
             out[column] = object_array([normalized(column, v) for v in s.tolist()])
         elif kind in ("int", "enum") and str(s.dtype) == "Int64":

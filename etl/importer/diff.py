@@ -32,11 +32,12 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from .. import fields as F
 from ..codec import damage as DMG
 from ..codec import normalized, normalized_frame, to_api_value
-from ..codec.text import MONTH_FIRST
+from ..codec.text import MONTH_FIRST, comparable_text
 from .matching import MatchIndex, created_earlier, fold, plain
 
 BLANK_KEEP, BLANK_CLEAR = "keep", "clear"
@@ -656,6 +657,8 @@ def _client_ids(file: pd.DataFrame) -> list[int | None]:
 def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str,
              date_order: str = MONTH_FIRST) -> np.ndarray:
     """Per row: does the file's cell differ from the base's (normalised; blank rules)?"""
+    if F.kind_of(col) in ("text", "linked"):
+        return _text_differs(col, file_col, base_col, blank, date_order)
     a = _normalized_values(col, file_col, date_order)
     b = _normalized_values(col, base_col, date_order)
     a_blank = np.array([v is None or v == () for v in a], dtype=bool)
@@ -663,6 +666,18 @@ def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str,
     if blank == BLANK_KEEP:
         differ &= ~a_blank
     return differ
+
+
+def _text_differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str, date_order: str) -> np.ndarray:
+    """:func:`_differs` of a text column, in Arrow: no Python string per cell (null = empty)."""
+    a = comparable_text(col, file_col.reset_index(drop=True), date_order)
+    b = comparable_text(col, base_col.reset_index(drop=True), date_order)
+    both_blank = pc.and_(pc.is_null(a), pc.is_null(b))
+    same = pc.or_(pc.fill_null(pc.equal(a, b), False), both_blank)
+    differ = pc.invert(same)
+    if blank == BLANK_KEEP:
+        differ = pc.and_(differ, pc.is_valid(a))
+    return differ.to_numpy(zero_copy_only=False).copy()       # writable: later steps clear cells
 
 
 def _normalized_values(col: str, series: pd.Series, date_order: str = MONTH_FIRST) -> np.ndarray:
