@@ -654,17 +654,24 @@ def coerce_columns(names, arrays, *, row_numbers, kinds=None, formula_guard=True
     """Coerce every column of a text table; returns the typed frame and all cell problems.
 
     ``date_order`` is the order slash dates are assumed to have (default month-first);
-    the file's own dates may make it unknown (:func:`file_date_order`).
+    the file's own dates may make it unknown (:func:`file_date_order`). A list of
+    ``arrays`` is emptied (None) as its columns are typed, so each column's raw text is
+    freed as soon as it is read (a reader holds the file's text and its typed frame, not
+    both whole).
     """
     if date_format:
         date_order = date_order_of_format(date_format)
     else:
         date_order = file_date_order(date_order, [a for n, a in zip(names, arrays) if may_hold_dates(n, kinds)])
     data, problems = {}, []
-    for name, arr in zip(names, arrays):
+    for i, name in enumerate(names):
+        arr = arrays[i]
+        if isinstance(arrays, list):
+            arrays[i] = None        # the caller's raw text of this column is freed once it is typed
         series, probs = coerce_column(arr, name, kind_for(name, kinds), row_numbers=row_numbers,
                                       formula_guard=formula_guard, date_format=date_format,
                                       guarded=guarded, date_order=date_order)
+        del arr
         data[name] = series.reset_index(drop=True)
         problems.extend(probs)
     n = len(row_numbers)

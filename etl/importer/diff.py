@@ -86,7 +86,7 @@ class Kept:
     at: float          # when it wrote it (epoch seconds)
 
 
-@dataclass
+@dataclass(slots=True)   # one per file row: no per-instance dict (issue 14, memory)
 class RowEdit:
     """What one file row asks for, before live data is known."""
 
@@ -110,7 +110,7 @@ class RowEdit:
                     or self.client_id is None or self.reverts)
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     field: str
     old: Any   # live value (typed)
@@ -118,7 +118,7 @@ class Change:
     derived: bool = False   # not the admin's edit: Name following FirstName/LastName
 
 
-@dataclass
+@dataclass(slots=True)
 class Conflict:
     field: str
     base: Any
@@ -126,7 +126,7 @@ class Conflict:
     live: Any
 
 
-@dataclass
+@dataclass(slots=True)   # one per file row: no per-instance dict (issue 14, memory)
 class RowPlan:
     """What the import will do for one file row."""
 
@@ -198,7 +198,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
                 for pos in range(len(file))]
 
     read_only = [c for c in read_only_columns(file.columns) if c in base_by_id.columns]
-    aligned = base_by_id.reindex([-1 if i is None else i for i in ids])
+    aligned = AlignedBase(base_by_id, ids)
     differs = {col: _differs(col, file[col], aligned[col], options.blank, options.date_order)
                for col in writable + read_only + (["Tags"] if has_tags else [])
                if col in aligned.columns}
@@ -244,6 +244,20 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     return edits
 
 
+class AlignedBase:
+    """The base's columns in the file's row order (NA where the file's row has no base
+    client), taken one column at a time when asked: a reindexed copy of the whole base
+    frame was one more frame in memory."""
+
+    def __init__(self, base_by_id: pd.DataFrame, ids: list[int | None]):
+        self.frame = base_by_id
+        self.columns = base_by_id.columns
+        self.positions = base_by_id.index.get_indexer([-1 if i is None else i for i in ids])
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return pd.Series(self.frame[column].array.take(self.positions, allow_fill=True), name=column)
+
+
 def _unknown_by_position(unknown, rows: list[int]) -> dict[int, frozenset]:
     """Unknown cells as file position → columns."""
     by_row: dict[int, set[str]] = {}
@@ -277,8 +291,9 @@ def _take_out_damage(file, aligned, differs, rows, writable) -> dict[int, tuple[
     for col, mask in differs.items():
         if F.kind_of(col) != "text" or not mask.any():
             continue
+        base_col = aligned[col]
         for pos in np.flatnonzero(mask):
-            file_value, base_value = plain(file[col].iat[pos]), plain(aligned[col].iat[pos])
+            file_value, base_value = plain(file[col].iat[pos]), plain(base_col.iat[pos])
             kind = DMG.classify(base_value, file_value)
             if kind is None:
                 continue
