@@ -743,12 +743,8 @@ def normalized(column: str, value, *, kinds=None, date_format=None, date_order=M
     kind = kind_for(column, kinds)
     if kind == "tags":
         if isinstance(value, (list, tuple, np.ndarray)):
-            tags = [str(t).strip() for t in value]
-        elif _is_na(value):
-            tags = []
-        else:
-            tags = decode_tags(str(value))
-        return tuple(sorted({t for t in tags if t}))
+            return _tags_key(value)
+        return tuple(sorted({t for t in ([] if _is_na(value) else decode_tags(str(value))) if t}))
     if _is_na(value):
         return None
     if isinstance(value, str):
@@ -801,6 +797,11 @@ def comparable_text(column: str, series: pd.Series, date_order: str = MONTH_FIRS
     return pc.if_else(_is_blank(arr), _NULL_STR, arr)
 
 
+def _tags_key(tags) -> tuple:
+    """:func:`normalized` of a tags cell held as a list: its distinct stripped tags, sorted."""
+    return tuple(sorted({str(t).strip() for t in tags} - {""}))
+
+
 def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=MONTH_FIRST) -> pd.DataFrame:
     """:func:`normalized` for whole typed columns at once (object columns; None = empty)."""
     columns = list(df.columns if columns is None else columns)
@@ -811,7 +812,8 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=M
         if kind in ("text", "linked"):
             out[column] = comparable_text(column, s, date_order).to_numpy(zero_copy_only=False).astype(object)
         elif kind == "tags":
-            out[column] = object_array([normalized(column, v) for v in s.tolist()])
+            out[column] = object_array([_tags_key(v) if isinstance(v, list) else normalized(column, v)
+                                        for v in s.tolist()])
         elif kind in ("int", "enum") and str(s.dtype) == "Int64":
             out[column] = s.to_numpy(dtype=object, na_value=None)
         elif kind == "bool" and str(s.dtype) == "boolean":
