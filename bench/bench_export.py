@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -130,7 +129,7 @@ def start_sandbox_process(n: int, work: Path) -> tuple[subprocess.Popen, str, st
 
 
 def stop_sandbox_process(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)         # Ctrl-C: the sandbox's own way to stop
+    proc.terminate()        # SIGTERM: a Ctrl-C (SIGINT) is ignored when this bench runs as a background job
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
