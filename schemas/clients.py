@@ -145,7 +145,7 @@ def _column(field: fields.Field) -> pa.Column:
 # are allowed (kept read-only, and warned about when they look like a misspelt known one).
 COLUMNS: dict[str, pa.Column] = {
     **{f.name: _column(f) for f in fields.FIELDS},
-    r"custom\..+": pa.Column("string", regex=True, nullable=True, required=False),
+    r"custom\..+": pa.Column(fields.TEXT_DTYPE, regex=True, nullable=True, required=False),
 }
 
 # What validate_clients asks pandera: the columns only. It runs the table checks itself

@@ -14,18 +14,21 @@ from etl.codec.model import ERROR, Problem
 
 from . import failure_cases
 
+# Text columns are fields.TEXT_DTYPE (string[pyarrow]) on every supported pandas.
+_ARROW_TEXT = {"storage": "pyarrow"}
+
 
 class DiagnosesSchema(pa.DataFrameModel):
     """One row a diagnosis of a client."""
 
     ClientId: Series[pd.Int64Dtype] = pa.Field(nullable=False, required=True)
-    Code: Series[pd.StringDtype] = pa.Field(nullable=True, required=False)
-    Description: Series[pd.StringDtype] = pa.Field(nullable=True, required=False)
+    Code: Series[pd.StringDtype] = pa.Field(nullable=True, required=False, dtype_kwargs=_ARROW_TEXT)
+    Description: Series[pd.StringDtype] = pa.Field(nullable=True, required=False, dtype_kwargs=_ARROW_TEXT)
     Date: Series[pd.DatetimeTZDtype] = pa.Field(nullable=True, required=False,
                                                dtype_kwargs={"unit": "ns", "tz": "UTC"})
     EndDate: Series[pd.DatetimeTZDtype] = pa.Field(nullable=True, required=False,
                                                   dtype_kwargs={"unit": "ns", "tz": "UTC"})
-    NoteId: Series[pd.StringDtype] = pa.Field(nullable=True, required=False)
+    NoteId: Series[pd.StringDtype] = pa.Field(nullable=True, required=False, dtype_kwargs=_ARROW_TEXT)
 
     @pa.check("ClientId", name="client_id_positive")
     def _client_id_positive(cls, s: pd.Series) -> pd.Series:

@@ -422,13 +422,15 @@ class Ledger:
                 used=used, limit=self.max_per_day, frees_at=None)
 
     def _minute_wait(self, conn: sqlite3.Connection, now: float) -> float:
-        window = [ts for (ts,) in conn.execute(
-            "SELECT ts FROM requests WHERE ts > ? ORDER BY ts", (now - MINUTE,))]
-        excess = len(window) - self.max_per_minute
+        # A count (on the ts index), not the rows: this runs before every request.
+        (in_window,) = conn.execute("SELECT COUNT(*) FROM requests WHERE ts > ?", (now - MINUTE,)).fetchone()
+        excess = in_window - self.max_per_minute
         if excess < 0:
             return 0.0
         # Wait until enough of the oldest rows have left the window for one more.
-        return max(window[excess] + MINUTE - now, 0.0) or 1e-6
+        (leaves_at,) = conn.execute("SELECT ts FROM requests WHERE ts > ? ORDER BY ts LIMIT 1 OFFSET ?",
+                                    (now - MINUTE, excess)).fetchone()
+        return max(leaves_at + MINUTE - now, 0.0) or 1e-6
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -46,6 +46,16 @@ class AppContext:
             self._settings = settings
         return self._settings
 
+    def account_settings(self) -> Settings:
+        """Settings that name the account, without serving it: with --sandbox, the embedded
+        sandbox's key and no emulator started (``quota`` reads only the account's ledger,
+        which is found by the key alone)."""
+        if self._settings is not None or not self.use_sandbox:
+            return self.settings()
+        from ..sandbox import EMBEDDED_KEY
+
+        return Settings.from_env(**self.overrides).with_(api_key=EMBEDDED_KEY)
+
     def client(self, **kwargs):
         """The API client for these settings (requires a key, or --sandbox)."""
         if self._client is None:

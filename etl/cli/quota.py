@@ -25,7 +25,7 @@ def quota(app, as_json: bool):
     """
     from ..api import Ledger
 
-    settings = app.settings()
+    settings = app.account_settings()
     settings.require_key()
     ledger = Ledger.for_settings(settings)
     try:

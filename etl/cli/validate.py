@@ -8,10 +8,6 @@ import click
 
 from ..codec import ERROR, Problem
 from ..errors import EXIT_OK, EtlError, MappingError, ValidationFailed
-from ..importer import checks
-from ..importer.mapping import load_mapping
-from ..importer.reports import write_report
-from ..validate import account_labels, find_base_frame, validate_file
 from . import options
 from .output import exit_status_and_error, print_json_line
 
@@ -29,6 +25,8 @@ def _where(p: Problem) -> str:
 
 def summary_lines(path, table, problems: list[Problem], what: str) -> list[str]:
     """The short summary printed by ``validate`` (no cell values: they are client data)."""
+    from ..importer import checks  # here, not at the top: --help stays quick (no pandas)
+
     errors = [p for p in problems if p.severity == ERROR]
     warnings = [p for p in problems if p.severity != ERROR]
     lines = [f"{Path(path).name}: {len(table.frame):,} {what} rows, "
@@ -85,6 +83,10 @@ def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula
     not or cannot be read. --report writes every problem with its spreadsheet row number
     (the header is row 1).
     """
+    from ..importer.reports import write_report  # here, not at the top: --help stays quick
+    from ..importer.mapping import load_mapping
+    from ..validate import account_labels, find_base_frame, validate_file
+
     guard_on = not no_formula_guard
     checked = None              # (table, problems, what) once the file was read
     written: list[Path] = []

@@ -182,6 +182,7 @@ def read_csv(path, *, encoding: str | None = None, date_format: str | None = Non
         raise InputError(f"{path}: the header could not be read (found {table.num_columns} "
                          f"columns, the first line has {ncols})")
     arrays = [table.column(i).combine_chunks() for i in range(ncols)]
+    del table                       # the parsed chunks: the combined arrays are what is read on
     names = [arr[0].as_py().strip().lstrip("\ufeff").strip() if len(arr) else "" for arr in arrays]
     arrays = [arr.slice(1) for arr in arrays]
     drop = check_header(path, names)
@@ -204,6 +205,7 @@ def read_csv(path, *, encoding: str | None = None, date_format: str | None = Non
     notes = []
     if order == DAY_FIRST and not date_format and not date_order and has_slash_dates(date_columns):
         notes.append(DAY_FIRST_NOTE)
+    del date_columns                # coerce_columns frees each raw column as it types it
     frame, problems = coerce_columns(names, arrays, row_numbers=row_numbers, kinds=kinds,
                                      formula_guard=formula_guard, date_format=date_format,
                                      date_order=order)

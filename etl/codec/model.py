@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:       # only in annotations: `validate --help` imports this module without pandas
+    import numpy as np
+    import pandas as pd
 
 ERROR = "error"
 WARNING = "warning"
@@ -75,6 +77,8 @@ class Table:
 
     def __post_init__(self):
         if self.row_numbers is None:
+            import numpy as np
+
             self.row_numbers = np.arange(len(self.frame), dtype=np.int64) + 2
 
     @property

@@ -20,7 +20,7 @@ from .export_id import KEY, parquet_metadata
 from .files import check_header, write_kind
 from .model import Problem, Table
 from .records import ms_to_instants
-from .text import coerce_column, kind_for, object_array, string_series
+from .text import arrow_strings, coerce_column, kind_for, object_array, string_series
 
 ARROW_TYPES = {
     "int": pa.int64(),
@@ -53,6 +53,8 @@ def _arrow_column(series: pd.Series, kind: str) -> pa.Array:
     if kind == "tags":
         values = [list(v) if isinstance(v, (list, tuple, np.ndarray)) else [] for v in series.tolist()]
         return pa.array(values, pa.list_(pa.string()))
+    if isinstance(series.dtype, pd.StringDtype):
+        return arrow_strings(series)        # the column's own Arrow data, no Python strings
     values = series.astype("string").to_numpy(dtype=object, na_value=None)
     return pa.array(values, pa.string())
 

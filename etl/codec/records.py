@@ -20,10 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .. import fields
 from ..errors import ConfigError
-from .text import format_linked, kind_for, object_array, parse_instants, parse_linked
+from .text import format_linked, kind_for, object_array, parse_instants, parse_linked, string_series
 
 _MIN_MS = -62135596800000  # 0001-01-01T00:00:00Z
 _MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
@@ -138,15 +139,25 @@ def _column_from_api(column: str, raw: list, kind: str, tz: str) -> pd.Series:
     if kind == "bool":
         return pd.Series(pd.array([_api_bool(v) for v in raw], dtype="boolean"))
     if kind == "date":
-        return pd.Series(pd.array(ms_to_dates(_ms_array(raw), tz), dtype="string"))
+        return pd.Series(pd.array(ms_to_dates(_ms_array(raw), tz), dtype=fields.TEXT_DTYPE))
     if kind == "instant":
         return ms_to_instants(_ms_array(raw))
     if kind == "tags":
         return pd.Series(object_array([_api_tags(v) for v in raw]), dtype=object)
     if kind == "linked":
         return pd.Series(pd.array([format_linked(v) if isinstance(v, list) else _api_text(v)
-                                   for v in raw], dtype="string"))
-    return pd.Series(pd.array([_api_text(v) for v in raw], dtype="string"))
+                                   for v in raw], dtype=fields.TEXT_DTYPE))
+    return _text_column(raw)
+
+
+def _text_column(raw: list) -> pd.Series:
+    """A text column in one ``pa.array`` when every value is a string or None (the usual
+    case); a column holding numbers, bools or objects goes cell by cell (:func:`_api_text`)."""
+    try:
+        arr = pa.array(raw, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.Series(pd.array([_api_text(v) for v in raw], dtype=fields.TEXT_DTYPE))
+    return string_series(arr)
 
 
 def _api_tags(v) -> list[str]:

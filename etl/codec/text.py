@@ -288,7 +288,9 @@ def _date_text(v) -> str:
 
 def _to_arrow_strings(series: pd.Series) -> pa.Array:
     """Any column as arrow strings with "" for NA."""
-    if isinstance(series.dtype, pd.StringDtype) or series.dtype == object:
+    if isinstance(series.dtype, pd.StringDtype):
+        return pc.fill_null(arrow_strings(series), "")
+    if series.dtype == object:
         values = series.to_numpy(dtype=object, na_value="")
         try:
             return pa.array(values, pa.string())
@@ -541,7 +543,7 @@ def _coerce_date(arr, trimmed, blank, column, rows, date_format, date_order):
     hint = ("write the date as yyyy-MM-dd, e.g. 1990-03-05"
             + (f" (or in the --date-format {date_format})" if date_format else
                f" ({order_words} and D.M.YYYY are also read)"))
-    series = pd.Series(pd.array(out, dtype="string"))
+    series = pd.Series(pd.array(out, dtype=fields.TEXT_DTYPE))
     return series, (_problems(bad, arr, column, rows, "date_parses", "not a date", hint)
                     + _ambiguous_problems(np.flatnonzero(ambiguous), arr, column, rows))
 
@@ -581,9 +583,9 @@ def _coerce_tags(arr):
 
 
 def string_series(arr: pa.Array) -> pd.Series:
-    """Arrow strings → pandas ``string`` dtype, "" as NA."""
+    """Arrow strings → pandas ``string[pyarrow]`` (``fields.TEXT_DTYPE``), "" as NA."""
     arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
-    return pd.Series(pd.StringDtype().__from_arrow__(arr))
+    return pd.Series(pd.StringDtype("pyarrow").__from_arrow__(arr))
 
 
 # Excel's, LibreOffice's and Google Sheets' error values: what a cell shows when its formula
@@ -652,17 +654,24 @@ def coerce_columns(names, arrays, *, row_numbers, kinds=None, formula_guard=True
     """Coerce every column of a text table; returns the typed frame and all cell problems.
 
     ``date_order`` is the order slash dates are assumed to have (default month-first);
-    the file's own dates may make it unknown (:func:`file_date_order`).
+    the file's own dates may make it unknown (:func:`file_date_order`). A list of
+    ``arrays`` is emptied (None) as its columns are typed, so each column's raw text is
+    freed as soon as it is read (a reader holds the file's text and its typed frame, not
+    both whole).
     """
     if date_format:
         date_order = date_order_of_format(date_format)
     else:
         date_order = file_date_order(date_order, [a for n, a in zip(names, arrays) if may_hold_dates(n, kinds)])
     data, problems = {}, []
-    for name, arr in zip(names, arrays):
+    for i, name in enumerate(names):
+        arr = arrays[i]
+        if isinstance(arrays, list):
+            arrays[i] = None        # the caller's raw text of this column is freed once it is typed
         series, probs = coerce_column(arr, name, kind_for(name, kinds), row_numbers=row_numbers,
                                       formula_guard=formula_guard, date_format=date_format,
                                       guarded=guarded, date_order=date_order)
+        del arr
         data[name] = series.reset_index(drop=True)
         problems.extend(probs)
     n = len(row_numbers)
@@ -734,12 +743,8 @@ def normalized(column: str, value, *, kinds=None, date_format=None, date_order=M
     kind = kind_for(column, kinds)
     if kind == "tags":
         if isinstance(value, (list, tuple, np.ndarray)):
-            tags = [str(t).strip() for t in value]
-        elif _is_na(value):
-            tags = []
-        else:
-            tags = decode_tags(str(value))
-        return tuple(sorted({t for t in tags if t}))
+            return _tags_key(value)
+        return tuple(sorted({t for t in ([] if _is_na(value) else decode_tags(str(value))) if t}))
     if _is_na(value):
         return None
     if isinstance(value, str):
@@ -773,6 +778,30 @@ def normalized(column: str, value, *, kinds=None, date_format=None, date_order=M
     return value
 
 
+def arrow_strings(series: pd.Series) -> pa.Array:
+    """A column as one Arrow ``string`` array: a string column's own Arrow data when it is
+    Arrow-backed (no Python string is made), NA as null; any other column through its
+    text, NA as ""."""
+    if not isinstance(series.dtype, pd.StringDtype):
+        return _to_arrow_strings(series)
+    arr = pa.array(series.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.string() else pc.cast(arr, pa.string())
+
+
+def comparable_text(column: str, series: pd.Series, date_order: str = MONTH_FIRST) -> pa.Array:
+    """A text or linked column as :func:`normalized` compares it, as Arrow (null = empty):
+    trimmed, then :func:`_comparable_text`. The diff compares these arrays whole."""
+    arr = _comparable_text(column, pc.utf8_trim_whitespace(arrow_strings(series)), date_order)
+    return pc.if_else(_is_blank(arr), _NULL_STR, arr)
+
+
+def _tags_key(tags) -> tuple:
+    """:func:`normalized` of a tags cell held as a list: its distinct stripped tags, sorted."""
+    return tuple(sorted({str(t).strip() for t in tags} - {""}))
+
+
 def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=MONTH_FIRST) -> pd.DataFrame:
     """:func:`normalized` for whole typed columns at once (object columns; None = empty)."""
     columns = list(df.columns if columns is None else columns)
@@ -781,25 +810,16 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=M
         s = df[column]
         kind = kind_for(column, kinds)
         if kind in ("text", "linked"):
-            arr = _to_arrow_strings(s) if not isinstance(s.dtype, pd.StringDtype) else \
-                pa.array(s.to_numpy(dtype=object, na_value=None), pa.string())
-            arr = _comparable_text(column, pc.utf8_trim_whitespace(arr), date_order)
-            arr = pc.if_else(_is_blank(arr), _NULL_STR, arr)
-            out[column] = arr.to_numpy(zero_copy_only=False).astype(object)
+            out[column] = comparable_text(column, s, date_order).to_numpy(zero_copy_only=False).astype(object)
         elif kind == "tags":
-            out[column] = object_array([normalized(column, v) for v in s.tolist()])
+            out[column] = object_array([_tags_key(v) if isinstance(v, list) else normalized(column, v)
+                                        for v in s.tolist()])
         elif kind in ("int", "enum") and str(s.dtype) == "Int64":
-            vals = s.astype(object).to_numpy()
-            vals[pd.isna(s).to_numpy()] = None
-            out[column] = vals
+            out[column] = s.to_numpy(dtype=object, na_value=None)
         elif kind == "bool" and str(s.dtype) == "boolean":
-            vals = s.astype(object).to_numpy()
-            vals[pd.isna(s).to_numpy()] = None
-            out[column] = vals
+            out[column] = s.to_numpy(dtype=object, na_value=None)
         elif kind == "float" and str(s.dtype) == "Float64":
-            vals = s.astype(object).to_numpy()
-            vals[pd.isna(s).to_numpy()] = None
-            out[column] = vals
+            out[column] = s.to_numpy(dtype=object, na_value=None)
         elif kind == "instant" and isinstance(s.dtype, pd.DatetimeTZDtype):
             text = format_instants(s)
             text[text == ""] = None
@@ -811,4 +831,5 @@ def normalized_frame(df: pd.DataFrame, columns=None, *, kinds=None, date_order=M
         else:
             out[column] = object_array([normalized(column, v, kinds=kinds, date_order=date_order)
                                         for v in s.tolist()])
-    return pd.DataFrame(out, index=df.index, columns=columns)
+    # dtype=object: pandas 3 would infer its str dtype, which turns None into NaN
+    return pd.DataFrame(out, index=df.index, columns=columns, dtype=object)

@@ -32,11 +32,12 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from .. import fields as F
 from ..codec import damage as DMG
 from ..codec import normalized, normalized_frame, to_api_value
-from ..codec.text import MONTH_FIRST
+from ..codec.text import MONTH_FIRST, comparable_text
 from .matching import MatchIndex, created_earlier, fold, plain
 
 BLANK_KEEP, BLANK_CLEAR = "keep", "clear"
@@ -95,7 +96,7 @@ class StaffKept:
     live: Any          # what IntakeQ holds, and keeps
 
 
-@dataclass
+@dataclass(slots=True)   # one per file row: no per-instance dict (issue 14, memory)
 class RowEdit:
     """What one file row asks for, before live data is known."""
 
@@ -121,7 +122,7 @@ class RowEdit:
                     or self.client_id is None or self.reverts)
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     field: str
     old: Any   # live value (typed)
@@ -129,7 +130,7 @@ class Change:
     derived: bool = False   # not the admin's edit: Name following FirstName/LastName
 
 
-@dataclass
+@dataclass(slots=True)
 class Conflict:
     field: str
     base: Any
@@ -138,7 +139,7 @@ class Conflict:
     note: str = ""      # the plan file's note (an undo's says what its values are)
 
 
-@dataclass
+@dataclass(slots=True)   # one per file row: no per-instance dict (issue 14, memory)
 class RowPlan:
     """What the import will do for one file row."""
 
@@ -212,7 +213,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
                 for pos in range(len(file))]
 
     read_only = [c for c in read_only_columns(file.columns) if c in base_by_id.columns]
-    aligned = base_by_id.reindex([-1 if i is None else i for i in ids])
+    aligned = AlignedBase(base_by_id, ids)
     differs = {col: _differs(col, file[col], aligned[col], options.blank, options.date_order)
                for col in writable + read_only + (["Tags"] if has_tags else [])
                if col in aligned.columns}
@@ -278,6 +279,20 @@ def _with_unedited(edits: list[RowEdit], file, base_by_id, writable, unknown_at)
     return out
 
 
+class AlignedBase:
+    """The base's columns in the file's row order (NA where the file's row has no base
+    client), taken one column at a time when asked: a reindexed copy of the whole base
+    frame was one more frame in memory."""
+
+    def __init__(self, base_by_id: pd.DataFrame, ids: list[int | None]):
+        self.frame = base_by_id
+        self.columns = base_by_id.columns
+        self.positions = base_by_id.index.get_indexer([-1 if i is None else i for i in ids])
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return pd.Series(self.frame[column].array.take(self.positions, allow_fill=True), name=column)
+
+
 def _unknown_by_position(unknown, rows: list[int]) -> dict[int, frozenset]:
     """Unknown cells as file position → columns."""
     by_row: dict[int, set[str]] = {}
@@ -311,8 +326,9 @@ def _take_out_damage(file, aligned, differs, rows, writable) -> dict[int, tuple[
     for col, mask in differs.items():
         if F.kind_of(col) != "text" or not mask.any():
             continue
+        base_col = aligned[col]
         for pos in np.flatnonzero(mask):
-            file_value, base_value = plain(file[col].iat[pos]), plain(aligned[col].iat[pos])
+            file_value, base_value = plain(file[col].iat[pos]), plain(base_col.iat[pos])
             kind = DMG.classify(base_value, file_value)
             if kind is None:
                 continue
@@ -728,6 +744,8 @@ def _client_ids(file: pd.DataFrame) -> list[int | None]:
 def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str,
              date_order: str = MONTH_FIRST) -> np.ndarray:
     """Per row: does the file's cell differ from the base's (normalised; blank rules)?"""
+    if F.kind_of(col) in ("text", "linked"):
+        return _text_differs(col, file_col, base_col, blank, date_order)
     a = _normalized_values(col, file_col, date_order)
     b = _normalized_values(col, base_col, date_order)
     a_blank = np.array([v is None or v == () for v in a], dtype=bool)
@@ -735,6 +753,18 @@ def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str,
     if blank == BLANK_KEEP:
         differ &= ~a_blank
     return differ
+
+
+def _text_differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str, date_order: str) -> np.ndarray:
+    """:func:`_differs` of a text column, in Arrow: no Python string per cell (null = empty)."""
+    a = comparable_text(col, file_col.reset_index(drop=True), date_order)
+    b = comparable_text(col, base_col.reset_index(drop=True), date_order)
+    both_blank = pc.and_(pc.is_null(a), pc.is_null(b))
+    same = pc.or_(pc.fill_null(pc.equal(a, b), False), both_blank)
+    differ = pc.invert(same)
+    if blank == BLANK_KEEP:
+        differ = pc.and_(differ, pc.is_valid(a))
+    return differ.to_numpy(zero_copy_only=False).copy()       # writable: later steps clear cells
 
 
 def _normalized_values(col: str, series: pd.Series, date_order: str = MONTH_FIRST) -> np.ndarray:

@@ -214,7 +214,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     for row, st in states.items():
         if st.final:
             settled[row] = RowResult(row, st.client_id, st.status, st.fields, st.error or "")
-    planning = frame.loc[[i for i in frame.index if int(i) not in settled]]
+    # (every row, the usual case: the frame itself, not a copy of it)
+    planning = frame.loc[[i for i in frame.index if int(i) not in settled]] if settled else frame
 
     written = D.written_since(applied.written(settings.account_dir), base.taken_at)
     edits = D.find_edits(planning, base.frame, diff_options, written=written, unknown=table.unknown)

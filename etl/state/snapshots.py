@@ -34,6 +34,15 @@ KEEP = 5
 _ID_RE = re.compile(r"^[A-Za-z0-9T_.-]{1,80}$")
 
 
+def _arrow_text(arrow_type):
+    """pyarrow's ``types_mapper``: Parquet text columns as ``string[pyarrow]``."""
+    import pyarrow as pa
+
+    if arrow_type in (pa.string(), pa.large_string()):
+        return pd.StringDtype("pyarrow")
+    return None
+
+
 def conform_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Give every column its registry dtype (a Parquet round trip or a concat can lose it).
 
@@ -190,5 +199,10 @@ class SnapshotStore:
     def load(self, export_id: str) -> tuple[pd.DataFrame, dict]:
         """The typed frame and meta of export ``export_id``."""
         meta = self.load_meta(export_id)
-        frame = pd.read_parquet(self.frame_path(export_id), engine="pyarrow")
-        return conform_frame(frame), meta
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # Text straight into fields.TEXT_DTYPE (pandas 2 would make a Python object per cell).
+        frame = conform_frame(pq.read_table(self.frame_path(export_id)).to_pandas(types_mapper=_arrow_text))
+        pa.default_memory_pool().release_unused()    # the read Table's pages (see codec.tables)
+        return frame, meta
