@@ -83,8 +83,8 @@ def validate(ctx, file, report, fmt, encoding, date_format, timezone, no_formula
     not or cannot be read. --report writes every problem with its spreadsheet row number
     (the header is row 1).
     """
-    from ..importer.reports import write_report  # here, not at the top: --help stays quick
     from ..importer.mapping import load_mapping
+    from ..importer.reports import write_report  # here, not at the top: --help stays quick
     from ..validate import account_labels, find_base_frame, validate_file
 
     guard_on = not no_formula_guard
