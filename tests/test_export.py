@@ -646,27 +646,33 @@ def test_a_custom_field_the_snapshot_does_not_know_is_checked_after_the_first_pa
     assert len(sandbox.log) == 3
 
 
-def test_a_killed_export_fetches_only_the_rest_on_the_next_run(sandbox, run_cli, tmp_path,
-                                                               monkeypatch, settings):
+def kill_export_on_request(monkeypatch, n: int) -> None:
+    """The export's n-th listing request raises KeyboardInterrupt (kill -INT while it is on
+    its way); undo with ``monkeypatch.undo()`` or a new setattr."""
     from etl.api import IntakeQClient
 
-    sandbox.reset(n_clients=450)
-    age_account(sandbox)
     real = IntakeQClient._get_clients
     calls = []
 
-    def killed_on_the_fifth_page(self, params):
+    def killed(self, params):
         calls.append(params)
-        if len(calls) == 5:
-            raise KeyboardInterrupt      # kill -INT while page 5 is on its way
+        if len(calls) == n:
+            raise KeyboardInterrupt
         return real(self, params)
 
-    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_fifth_page)
+    monkeypatch.setattr(IntakeQClient, "_get_clients", killed)
+
+
+def test_a_killed_export_fetches_only_the_rest_on_the_next_run(sandbox, run_cli, tmp_path,
+                                                               monkeypatch, settings):
+    sandbox.reset(n_clients=450)
+    age_account(sandbox)
+    kill_export_on_request(monkeypatch, 5)     # while page 5 is on its way
     out = tmp_path / "exports"
     assert run_cli("export", "--out", out, "--quiet").exit_code == 130
     assert not out.exists()
     assert len(sandbox.log) == 4
-    monkeypatch.setattr(IntakeQClient, "_get_clients", real)
+    monkeypatch.undo()
     sandbox.store.staff_edit(9, City="Moved on")
     sandbox.log.clear()
     result = ok(run_cli("export", "--out", out))
@@ -691,24 +697,13 @@ def test_a_killed_export_fetches_only_the_rest_on_the_next_run(sandbox, run_cli,
     ("edit", 0), ("rename", 1), ("delete", 1), ("create", 1)])
 def test_a_killed_export_checks_its_place_only_when_a_client_may_have_moved(
         sandbox, run_cli, tmp_path, monkeypatch, change, check_pages):
-    from etl.api import IntakeQClient
-
     sandbox.reset(n_clients=450)
     age_account(sandbox)
     store = sandbox.store
-    real = IntakeQClient._get_clients
-    calls = []
-
-    def killed_on_the_fifth_page(self, params):
-        calls.append(params)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real(self, params)
-
-    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_fifth_page)
+    kill_export_on_request(monkeypatch, 5)     # while page 5 is on its way
     out = tmp_path / "exports"
     assert run_cli("export", "--out", out, "--quiet").exit_code == 130
-    monkeypatch.setattr(IntakeQClient, "_get_clients", real)
+    monkeypatch.undo()
     first_by_name = sorted(store.clients, key=lambda i: (store.clients[i]["Name"] or "").casefold())
     kept = first_by_name[5]                     # on page 1, fetched before the kill
     if change == "edit":
@@ -728,22 +723,11 @@ def test_a_killed_export_checks_its_place_only_when_a_client_may_have_moved(
 
 def test_a_killed_export_with_few_pages_kept_starts_again_when_that_is_cheaper(sandbox, run_cli, tmp_path,
                                                                             monkeypatch):
-    from etl.api import IntakeQClient
-
     sandbox.reset(n_clients=250)
-    real = IntakeQClient._get_clients
-    calls = []
-
-    def killed_on_the_third_page(self, params):
-        calls.append(params)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(self, params)
-
-    monkeypatch.setattr(IntakeQClient, "_get_clients", killed_on_the_third_page)
+    kill_export_on_request(monkeypatch, 3)     # while page 3 is on its way
     out = tmp_path / "exports"
     assert run_cli("export", "--out", out, "--quiet").exit_code == 130
-    monkeypatch.setattr(IntakeQClient, "_get_clients", real)
+    monkeypatch.undo()
     sandbox.log.clear()
     result = ok(run_cli("export", "--out", out))
     assert "costs no more than catching up; starting again" in result.output

@@ -162,24 +162,21 @@ class ProgressStore:
 
     def part_ids(self, key: str, part: int) -> dict[int, object]:
         """ClientId → LastUpdateDate of the records kept for one part."""
-        out = {}
-        for (records,) in self._conn.execute(
-                "SELECT records FROM pages WHERE key = ? AND part = ? ORDER BY seq", (key, part)):
-            for record in json.loads(records):
-                cid = _client_id(record)
-                if cid is not None:
-                    out[cid] = record.get("LastUpdateDate")
-        return out
+        return self._part_by_id(key, part, lambda record: record.get("LastUpdateDate"))
 
     def part_names(self, key: str, part: int) -> dict[int, tuple]:
         """ClientId → the name the listing sorts by, as kept for one part."""
+        return self._part_by_id(key, part, _sort_name)
+
+    def _part_by_id(self, key: str, part: int, value) -> dict[int, object]:
+        """ClientId → ``value(record)`` of the newest record kept for one part."""
         out = {}
         for (records,) in self._conn.execute(
                 "SELECT records FROM pages WHERE key = ? AND part = ? ORDER BY seq", (key, part)):
             for record in json.loads(records):
                 cid = _client_id(record)
                 if cid is not None:
-                    out[cid] = _sort_name(record)
+                    out[cid] = value(record)
         return out
 
     def drop(self, key: str) -> None:
