@@ -8,6 +8,7 @@ clients and 5 that the sandbox's 20-client account already has (same first name 
 """
 from __future__ import annotations
 
+import json
 import shutil
 import tomllib
 from datetime import datetime, timezone
@@ -153,8 +154,10 @@ def test_a_foreign_file_imports_through_its_mapping_and_a_rerun_creates_no_dupli
     # A re-run after the migration (its checkpoint lost): IntakeQ's rule matches every row.
     (foreign.parent / "foreign_clients.checkpoint.sqlite").unlink()
     sandbox.log.clear()
-    again = import_(run_cli, foreign, "--map", foreign.parent / MAPPING)
+    again = import_(run_cli, foreign, "--map", foreign.parent / MAPPING, "--json")
     assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout.splitlines()[-1])
+    assert summary["mapping"] == str(foreign.parent / MAPPING) and "create" not in summary["plan"]
     assert writes(sandbox) == [] and len(sandbox.store.clients) == len(before) + 20
 
 

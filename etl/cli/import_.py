@@ -109,10 +109,10 @@ def import_(ctx, file, dry_run, checkpoint, results, plan_path, report, no_revie
         code = _report_run(run, paths, dry_run, moved=paths.results != asked_results)
     except (EtlError, KeyboardInterrupt) as exc:   # a scheduler's log gets its line either way
         if as_json:
-            print_json_line(_json_summary(file, paths, run, app, dry_run=dry_run, error=exc))
+            print_json_line(_json_summary(file, paths, run, app, dry_run=dry_run, error=exc, mapping=mapping))
         raise
     if as_json:
-        print_json_line(_json_summary(file, paths, run, app, dry_run=dry_run, status=code))
+        print_json_line(_json_summary(file, paths, run, app, dry_run=dry_run, status=code, mapping=mapping))
     ctx.exit(code)
 
 
@@ -191,7 +191,7 @@ def _report_run(run, paths, dry_run: bool, *, moved: bool = False, closing: str 
 
 
 def _json_summary(file: Path, paths, run, app, *, dry_run: bool, status: int | None = None,
-                  error: BaseException | None = None) -> dict:
+                  error: BaseException | None = None, mapping: Path | None = None) -> dict:
     """The one-line --json summary (counts only: no client data, no key)."""
     message = None
     if error is not None:
@@ -199,6 +199,7 @@ def _json_summary(file: Path, paths, run, app, *, dry_run: bool, status: int | N
     prepared = run.prepared if run is not None else None
     return {
         "file": str(file),
+        "mapping": str(mapping) if mapping else None,
         "run": run.run_id if run is not None else None,
         "dry_run": dry_run,
         "base": prepared.base.export_id if prepared is not None else None,
