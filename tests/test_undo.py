@@ -332,6 +332,18 @@ def test_plan_undo_row_sets_back_only_what_live_still_holds_from_the_run():
     assert {c.field: c.new for c in forced.changes} == {"City": "Boston", "Email": "old@example.org"}
 
 
+def test_name_follows_the_names_set_back_and_keeps_a_staff_edit_of_the_other_part():
+    """Review finding: the import's derived Name was set back as a field of its own, so a staff
+    edit of LastName since made Name a false conflict and left "Imported Staffed"."""
+    live = {"ClientId": 30, "FirstName": "Imported", "LastName": "Staffed", "Name": "Imported Staffed"}
+    row = pd.Series(live)
+    entries = [JournalEntry(2, 30, "FirstName", "Sarah", "Imported", "confirmed", 0.0),
+               JournalEntry(2, 30, "Name", "Sarah Smith", "Imported Smith", "confirmed", 0.0)]
+    plan = plan_undo_row(2, 30, entries, live, row)
+    assert {c.field: c.new for c in plan.changes} == {"FirstName": "Sarah", "Name": "Sarah Staffed"}
+    assert plan.conflicts == [] and plan.body["LastName"] == "Staffed"
+
+
 def test_a_save_refused_before_it_took_effect_leaves_nothing_to_undo(tmp_path):
     from etl.importer.diff import Change, RowPlan
     from etl.importer.history import History, Journal, RunInfo
@@ -356,3 +368,32 @@ def spawn_undo(cli_env, run):
     return subprocess.Popen([sys.executable, "-m", "etl", "undo", run, "--yes", "--quiet"],
                             env={**os.environ, **cli_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+
+
+def test_an_undone_import_is_not_continued_by_its_command(sandbox, run_cli, settings, tmp_path):
+    """Review finding: an import stopped by the budget, then undone, sent its unfinished rows
+    when its command was run again (as the exit-75 message says to)."""
+    from etl.api import Ledger
+
+    path = export_csv(run_cli, tmp_path / "export")
+    header, rows = read_rows(path)
+    for r in rows[:5]:
+        r["City"] = "Wrong File"
+    write_rows(path, header, rows)
+    ledger = Ledger.for_settings(settings)
+    used = ledger.usage().used_24h
+    ledger.close()
+    stopped = import_(run_cli, path, env={"INTAKEQ_MAX_PER_DAY": str(used + 1 + 2)})   # a read, 2 writes
+    assert stopped.exit_code == 75, stopped.output
+    assert len(writes(sandbox)) == 2
+    run = run_of(path.parent / "clients.results.csv")
+    assert undo(run_cli, run).exit_code == 0
+    sandbox.log.clear()
+
+    again = import_(run_cli, path)
+
+    assert again.exit_code == 1
+    assert f"run {run} of this checkpoint was undone" in again.output and "--restart" in again.output
+    assert writes(sandbox) == [] and not any(c.get("City") == "Wrong File" for c in sandbox.store.clients.values())
+    assert import_(run_cli, path, "--restart").exit_code == 0      # a new run, on purpose
+    assert sum(c.get("City") == "Wrong File" for c in sandbox.store.clients.values()) == 5

@@ -40,8 +40,9 @@ def plan_reads(client, edits: list[D.RowEdit], base: Base, extra_ids=()) -> Read
         full_cost = 0 if kept_listing else len(base.frame) // PAGE_SIZE + 1   # a kept full pull is free
         kept = client.cached_ids() if hasattr(client, "cached_ids") else set()
         lookups = sum(1 for cid in ids if cid not in kept)
-        if lookups <= full_cost:
-            return ReadPlan(ids, has_new, True, lookups + (1 if has_new else 0))
+        per_client = lookups + (1 if has_new else 0)      # + the listing of clients created since
+        if per_client <= full_cost:
+            return ReadPlan(ids, has_new, True, per_client)
         return ReadPlan(ids, has_new, False, full_cost)
     return ReadPlan(ids, has_new, False, 0 if kept_listing else None)
 

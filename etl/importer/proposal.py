@@ -16,6 +16,7 @@ comment saying why it is there, and every column it could not place is listed un
 """
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -194,8 +195,9 @@ def propose(headers, columns: dict, labels: dict | None, *, source_name: str, la
 
 
 def _q(text: str) -> str:
-    """A TOML basic string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string: JSON's escapes are TOML's (a header may hold a newline, a tab,
+    a control character)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _toml(placed: list[Placed], *, source_name: str, labels_from: str) -> str:

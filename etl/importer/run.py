@@ -17,7 +17,7 @@ import pandas as pd
 from ..codec import damage as DMG
 from ..codec.export_id import read_export_id
 from ..codec.serials import resolve_date_numbers
-from ..errors import Aborted, BudgetExhausted, EtlError, Interrupted, MappingError, ValidationFailed
+from ..errors import Aborted, BudgetExhausted, EtlError, InputError, Interrupted, MappingError, ValidationFailed
 from ..hooks import Hooks as BaseHooks
 from ..state.lock import checkpoint_lock
 from ..state.snapshots import SnapshotStore
@@ -404,12 +404,18 @@ def start_run(checkpoint: Checkpoint | None, run: RunInfo, account_dir: Path, *,
     """The run's id: the one its checkpoint keeps (a resume goes on with the same run),
     else ``run``'s new one, kept in the checkpoint from its first write. Said at the start.
 
-    A run undone since keeps its rows done (a scheduled re-run never redoes it): said."""
+    An import run undone since is not continued (its unfinished rows would apply part of a
+    file someone took back): an ``InputError`` (exit 1), nothing sent; a dry run says so."""
     if checkpoint is not None and checkpoint.run_id:
         run = dataclasses.replace(run, run_id=checkpoint.run_id)
         if is_undone(account_dir, run.run_id):
-            hooks.note(f"run {run.run_id} of this checkpoint was undone: the rows it did are not sent "
-                       "again (to apply them again: undo the undo, or --restart)")
+            why = (f"run {run.run_id} of this checkpoint was undone: neither its rows nor its unfinished "
+                   "ones are sent again; to import the file again as a new run, add --restart (or put "
+                   "the run back in effect by undoing the undo: intakeq-etl history)")
+            if dry_run or run.kind != IMPORT:
+                hooks.note(why)
+            else:
+                raise InputError(why + "; nothing was sent")
     elif checkpoint is not None and not dry_run:
         checkpoint.keep_run(run.run_id)
     if not dry_run:

@@ -191,7 +191,10 @@ def plan_undo_row(row: int, client_id: int, entries: list[JournalEntry], live_re
     adds: list[str] = []
     removes: list[str] = []
     live_tags = set(live_record.get("Tags") or [])
+    names_set_back = {"FirstName", "LastName"} & {e.field for e in entries}
     for e in entries:
+        if e.field == "Name" and names_set_back:
+            continue                       # it follows FirstName/LastName (below), as in the import
         touched_later = (client_id, change_key(e.field)) in later
         tag = tag_of(e.field)
         if tag is not None:
@@ -214,6 +217,7 @@ def plan_undo_row(row: int, client_id: int, entries: list[JournalEntry], live_re
                                         _same(e.field, current, e.after) else CONFLICT_NOTE))
             continue
         changes.append(D.Change(e.field, current, e.before))
+    _name_follows(changes, live_row)
     plan = D.RowPlan(row, client_id, D.UPDATE, changes=changes, conflicts=conflicts, tag_adds=sorted(adds),
                      tag_removes=sorted(removes))
     if changes:
@@ -228,6 +232,20 @@ def plan_undo_row(row: int, client_id: int, entries: list[JournalEntry], live_re
         plan.action = D.UNCHANGED
         plan.message = "as before the run already"
     return plan
+
+
+def _name_follows(changes: list[D.Change], live_row: pd.Series) -> None:
+    """Name set back with FirstName/LastName from what they will hold (a staff edit of the
+    other part kept), never a conflict of its own."""
+    names = {c.field: c.new for c in changes}
+    if not ({"FirstName", "LastName"} & names.keys()):
+        return
+    def part(field):
+        return names[field] if field in names else plain(live_row[field]) if field in live_row.index else None
+    name = " ".join(str(p) for p in (part("FirstName"), part("LastName")) if p)
+    current = plain(live_row["Name"]) if "Name" in live_row.index else None
+    if name and not _same("Name", current, name):
+        changes.append(D.Change("Name", current, name, derived=True))
 
 
 CONFLICT_NOTE = ("conflict: changed in IntakeQ since the run (old = IntakeQ now, new = before the run, "
@@ -270,7 +288,8 @@ def read_live(client, ids: list[int], *, since: float) -> tuple[dict[int, dict],
         for page in client.iter_pages(date_updated_start=api_day_before(since)):
             pages += 1
             found.update({int(r["ClientId"]): r for r in page if int(r["ClientId"]) in wanted})
-            if wanted <= found.keys() or pages >= len(wanted - found.keys()):
+            # stop when paging on costs more than a look-up for each client still missing
+            if wanted <= found.keys() or pages + len(wanted - found.keys()) >= len(ids):
                 break
     missing = sorted(wanted - found.keys())
     for cid in missing:
