@@ -73,6 +73,9 @@ def _edit_problems(table, base, labels) -> tuple[list[Problem], list[Problem]]:
                                       fatal=base_frame is None or M.has_new_rows(frame),
                                       exported=base_frame.columns if base_frame is not None else ())
     unknown = [found] if found is not None else []
+    read_only = M.read_only_problem(frame)
+    if read_only is not None:
+        unknown.append(read_only)
     options = D.Options(date_order=table.date_order or D.MONTH_FIRST)   # as import compares them
     custom = checks.custom_field_problems(table.frame.columns, base.custom_fields if base is not None else None)
     frame, date_problems = resolve_date_numbers(frame, table.date_numbers, base_frame)

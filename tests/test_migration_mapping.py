@@ -306,3 +306,38 @@ def test_a_custom_field_given_a_date_format_gets_iso_dates_and_others_stay_text(
     out = M.apply_mapping(table, mapping, labels=labels, date_format="%m/%d/%Y").table.frame
     assert out["custom.FirstVisitDate"].tolist()[0] == "2024-05-31" and pd.isna(out["custom.FirstVisitDate"].iloc[1])
     assert out["custom.n"].tolist() == ["31/05/2024", "x"]           # a label header: that field, as text
+
+
+def test_another_systems_id_is_never_mapped_to_clientid(sandbox, run_cli, tmp_path):
+    """Review finding: `map` proposed "Client ID" = "ClientId", and the import then planned
+    to overwrite IntakeQ's clients 3 and 7 with the other system's people."""
+    source = tmp_path / "other.csv"
+    source.write_text("Client ID,First Name,Last Name,E-mail,State\n3,Zed,Zulu,zed.zulu@example.org,CA\n",
+                      encoding="utf-8")
+    proposed = tmp_path / "other.map.toml"
+    assert run_cli("map", source, "--out", proposed).exit_code == 0
+    mapping = tomllib.loads(proposed.read_text(encoding="utf-8"))
+    assert "Client ID" not in mapping["columns"] and "Client ID" in mapping["ignore"]["columns"]
+    assert mapping["columns"]["State"] == "StateShort"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[columns]\n"Client ID" = "ClientId"\n"State" = "State"\n', encoding="utf-8")
+    sandbox.log.clear()
+    result = run_cli("import", source, "--map", bad, "--base", "none", "--dry-run")
+    assert result.exit_code == 1
+    assert "ClientId is IntakeQ's own id" in result.output and "State is read-only" in result.output
+    assert sandbox.log == []
+
+
+def test_a_read_only_column_holding_a_new_clients_value_is_an_error(sandbox, run_cli, tmp_path):
+    source = tmp_path / "new.csv"
+    source.write_text("FirstName,LastName,Email,State,DateCreated\nZed,Zulu,z@example.org,CA,2020-01-01\n",
+                      encoding="utf-8")
+    sandbox.log.clear()
+    result = run_cli("import", source, "--dry-run")
+    assert result.exit_code == 1
+    assert ("2 columns are read-only in IntakeQ and never sent for a new client: State (did you mean "
+            "StateShort?), DateCreated") in result.output
+    assert sandbox.log == []
+    assert run_cli("validate", source).exit_code == 1
+    left_out = run_cli("import", source, "--dry-run", "--ignore-column", "State", "--ignore-column", "DateCreated")
+    assert left_out.exit_code == 0, left_out.output

@@ -214,6 +214,48 @@ def unknown_columns(columns, exported=()) -> list[str]:
     return [c for c in columns if not is_known_column(c) and c not in exported]
 
 
+def is_mappable(target: str) -> bool:
+    """A field a mapped column may fill: a writable field, Tags (sent through the tag calls)
+    or a custom field. Never ClientId (IntakeQ's own id) nor a read-only column."""
+    return target == "Tags" or F.is_custom(target) or F.is_writable(target)
+
+
+def _read_only(target: str) -> str:
+    if target == "ClientId":
+        return ("ClientId is IntakeQ's own id, never another system's: map that system's id to "
+                "ExternalClientId (new clients are matched by name, email and phone)")
+    hint = " (did you mean StateShort?)" if target == "State" else ""
+    return f"{target} is read-only in IntakeQ and never sent{hint}: map it to another field, or [ignore] it"
+
+
+READ_ONLY_CHECK = "read_only_columns"
+
+
+def read_only_problem(frame: pd.DataFrame) -> Problem | None:
+    """One error naming the read-only columns (export columns IntakeQ never takes: State,
+    DateCreated, ...) that hold a value in a new row: that value would be dropped without a
+    word. ClientId and Tags are not among them."""
+    if "ClientId" in frame.columns:
+        new = frame[frame["ClientId"].isna()]
+    else:
+        new = frame
+    named = []
+    for column in frame.columns:
+        if column in F.BY_NAME and not is_mappable(column) and column != "ClientId":
+            cells = new[column]
+            if bool(cells.notna().any()) and bool((cells.astype("string").str.strip() != "").fillna(False).any()):
+                near = "StateShort" if column == "State" else None
+                named.append(column + (f" (did you mean {near}?)" if near else ""))
+    if not named:
+        return None
+    are = "column is" if len(named) == 1 else "columns are"
+    return Problem(None, None, None, READ_ONLY_CHECK,
+                   f"{len(named)} {are} read-only in IntakeQ and never sent for a new client: "
+                   f"{', '.join(named)}. Map them to a writable field with --map, or leave them out "
+                   "with --ignore-column NAME",
+                   "a value there would be dropped without a word")
+
+
 UNKNOWN_CHECK = "unknown_columns"
 
 
@@ -310,6 +352,9 @@ def apply_mapping(table: Table, mapping: Mapping, *, labels: dict | None, ignore
             if target is None:
                 problems.append(f"[columns] {source!r} = {wanted!r}: {_not_a_field(wanted, labels)}")
                 continue
+            if not is_mappable(target):
+                problems.append(f"[columns] {source!r} = {wanted!r}: {_read_only(target)}")
+                continue
         else:
             target = source if is_known_column(source) else label_index(labels).get(normalised(source), source)
         targets[source] = target
@@ -318,6 +363,8 @@ def apply_mapping(table: Table, mapping: Mapping, *, labels: dict | None, ignore
         target = resolve_target(wanted, labels)
         if target is None:
             problems.append(f"[constants] {wanted!r}: {_not_a_field(wanted, labels)}")
+        elif not is_mappable(target):
+            problems.append(f"[constants] {wanted!r}: {_read_only(target)}")
         else:
             constants[target] = value
     problems += _clashes(targets, constants)

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .. import fields as F
-from .mapping import label_index, normalised, suggestion
+from .mapping import is_mappable, label_index, normalised, suggestion
 
 # Common headers of other systems (normalised: lower case, letters and digits) -> field.
 SYNONYMS = {
@@ -81,9 +81,11 @@ class Placed:
 def place_header(header: str, labels: dict | None) -> tuple[str | None, str]:
     """(the target a header probably means, why), or (None, why not)."""
     key = normalised(header)
-    if header in F.BY_NAME or F.is_custom(header):
+    if key in ("clientid", "id", "clientnumber"):
+        return None, "another system's id? IntakeQ's ClientId is its own: ExternalClientId can hold it"
+    if (header in F.BY_NAME and is_mappable(header)) or F.is_custom(header):
         return header, "already an IntakeQ column name"
-    fields_by_key = {normalised(n): n for n in F.KNOWN_NAMES}
+    fields_by_key = {normalised(n): n for n in F.KNOWN_NAMES if is_mappable(n)}
     labels_by_key = {normalised(label): label for label in (labels or {}).values() if label}
     if key in fields_by_key:
         return fields_by_key[key], f"IntakeQ's {fields_by_key[key]}, written another way"
@@ -95,7 +97,7 @@ def place_header(header: str, labels: dict | None) -> tuple[str | None, str]:
     if starts:
         return labels_by_key[starts[0]], f"close to the custom field label {labels_by_key[starts[0]]!r}: check"
     near = suggestion(header, labels)
-    if near:
+    if near and (near not in F.BY_NAME or is_mappable(near)):
         return near, f"spelt like {near}: check"
     return None, "no IntakeQ field or custom label looks like it"
 

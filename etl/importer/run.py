@@ -195,7 +195,9 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     exported = base.frame.columns if base.frame is not None else ()
     unknown = _unknown_columns(frame.columns, base.custom_fields, exported=exported,
                                fatal=base.frame is None or M.has_new_rows(frame))
-    _refuse_errors(source, unknown, paths, before="nothing was sent")
+    read_only = M.read_only_problem(frame)        # a value in a new row's read-only cell: never sent
+    _refuse_errors(source, unknown + ([read_only] if read_only is not None else []), paths,
+                   before="nothing was sent")
     for p in unknown:
         echo(f"warning: {p.message}")
     _refuse_errors(source, checks.custom_field_problems(frame.columns, base.custom_fields), paths,
