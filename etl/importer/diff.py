@@ -731,8 +731,12 @@ def _index_by_client_id(frame: pd.DataFrame | None) -> pd.DataFrame | None:
         return frame
     if "ClientId" not in frame.columns:
         return None
-    keyed = frame[frame["ClientId"].notna()]
-    return keyed.set_index(keyed["ClientId"].astype("int64"), drop=False).rename_axis("ClientId")
+    ids = frame["ClientId"]
+    # A shallow copy given its index: the base's columns are shared, not copied (a filtered
+    # copy and set_index each made one more whole frame: issue 14, memory).
+    keyed = frame[ids.notna()] if ids.hasnans else frame.copy(deep=False)
+    keyed.index = pd.Index(keyed["ClientId"].astype("int64"), name="ClientId")
+    return keyed
 
 
 def _client_ids(file: pd.DataFrame) -> list[int | None]:

@@ -208,7 +208,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     for row, reasons in rejected.items():
         settled[row] = RowResult(row, None, "skipped", (), "invalid: " + "; ".join(reasons))
     states = checkpoint.all() if checkpoint is not None else {}
-    frame = frame.copy()
+    if states:          # _resume_creates writes ClientIds into it: not into the table's frame
+        frame = frame.copy()
     reads_before = client.requests_sent
     _resume_creates(client, frame, states, checkpoint)
     for row, st in states.items():
