@@ -8,8 +8,9 @@ Prints figures; not a test. Usage::
 The sandbox (``intakeq-etl sandbox``, limits off) runs in its own process on 127.0.0.1,
 so its serving is not charged to this process. Each measured run is a separate
 subprocess, timed from spawn to exit, its peak RSS read from ``os.wait4`` (that child's
-own rusage; started by a small launcher, since Linux carries a parent's peak across fork). Each round runs every side once, in turn, each round starting with the next side (``--repeat`` rounds, 3 by
-default); the report gives each side's median time (peak: the largest) and the ratio
+own rusage; started by a small launcher, since Linux carries a parent's peak across fork).
+Each round runs every side once, in turn, each round starting with the next side
+(``--repeat`` rounds, 3 by default); the report gives each side's median time (peak: the largest) and the ratio
 of medians:
 
 * fetch only: a ``requests`` loop over the same pages, parsing the JSON and nothing else;

@@ -28,7 +28,8 @@ Each of the steps below is a separate subprocess.
 
 Wall time is measured from spawn to exit, peak RSS from ``os.wait4`` (that child's own
 rusage, started by ``bench_export``'s small launcher: a child forked from this process, which
-holds the seeded sandbox, would report at least this process's size). The dry run's reads are counted in the sandbox's request log.
+holds the seeded sandbox, would report at least this process's size). The dry run's reads
+are counted in the sandbox's request log.
 
 Targets (issues 5, 14): CLI time ≤ 3 × baseline; peak memory ≤ 500 MB at 100,000 rows and
 ≤ 3 GB at 1,000,000; reads with a base ≤ min(k, ⌈N/100⌉ + 1) + 2 for k changed rows.
