@@ -8,8 +8,9 @@ Prints figures; not a test. Usage::
 The sandbox (``intakeq-etl sandbox``, limits off) runs in its own process on 127.0.0.1,
 so its serving is not charged to this process. Each measured run is a separate
 subprocess, timed from spawn to exit, its peak RSS read from ``os.wait4`` (that child's
-own rusage). Each round runs every side once, in turn, each round starting with the next side (``--repeat`` rounds, 3 by
-default); the report gives each side's median time (peak: the largest) and the ratio
+own rusage; started by a small launcher, since Linux carries a parent's peak across fork).
+Each round runs every side once, in turn, each round starting with the next side
+(``--repeat`` rounds, 3 by default); the report gives each side's median time (peak: the largest) and the ratio
 of medians:
 
 * fetch only: a ``requests`` loop over the same pages, parsing the JSON and nothing else;
@@ -72,13 +73,28 @@ FETCH_ONLY = textwrap.dedent("""
 """)
 
 
+# The child is started by this small launcher, not forked from the bench: Linux carries a
+# process's peak RSS (ru_maxrss) across fork and exec, so every child of a bench that holds
+# a seeded sandbox would report at least the bench's own size. The launcher is forked from
+# the bench (and inherits its peak), but the command it starts is forked from the launcher's
+# fresh ~10 MB image: that command's own ru_maxrss is its real peak.
+LAUNCHER = ("import os, subprocess, sys\n"
+            "proc = subprocess.Popen(sys.argv[2:])\n"
+            "_, status, usage = os.wait4(proc.pid, 0)\n"
+            "with open(sys.argv[1], 'w') as fh: fh.write(str(usage.ru_maxrss))\n"
+            "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
 def run_measured(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
     """(wall seconds, peak RSS MB, exit code, stderr tail) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # read pipes while waiting: os.wait4 gives this child's own rusage
-    out_chunks, err_chunks = [], []
     import threading
+
+    fd, peak_file = tempfile.mkstemp(prefix="bench-peak-")
+    os.close(fd)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, peak_file, *cmd], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out_chunks, err_chunks = [], []      # read pipes while waiting
 
     def drain(stream, sink):
         for chunk in iter(lambda: stream.read(65536), b""):
@@ -88,12 +104,14 @@ def run_measured(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
                threading.Thread(target=drain, args=(proc.stderr, err_chunks))]
     for t in threads:
         t.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc.wait()
     wall = time.perf_counter() - start
     for t in threads:
         t.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    peak_mb = usage.ru_maxrss / 1024.0  # Linux: kilobytes
+    try:
+        peak_mb = int(Path(peak_file).read_text() or 0) / 1024.0  # Linux: kilobytes
+    finally:
+        os.unlink(peak_file)
     err = b"".join(err_chunks).decode(errors="replace")[-800:]
     return wall, peak_mb, proc.returncode, err
 

@@ -8,12 +8,17 @@ Prints figures; not a test. Usage::
     python bench/bench_import.py --profile prof.out # also run the dry run once under cProfile
 
 A sandbox with its limits off (per_minute=0, per_day=0) is started in this process on
-127.0.0.1 and seeded with ``Store.seeded(N)``. Then, each step a separate subprocess:
+127.0.0.1 and seeded with ``Store.seeded(N)``. Then:
 
-1. ``intakeq-etl export --out DIR --quiet`` (the real CLI: it also stores the snapshot
-   that the import uses as its base, found through the manifest beside the file);
+1. the export that the import starts from, made here without HTTP (``--export-via-cli``:
+   ``intakeq-etl export --out DIR --quiet`` instead, the slow way): the store's records go
+   through the export's own frame builder and its own writing step (``_after_fetch``: the
+   CSV, the snapshot that the import uses as its base, the manifest beside the file), as
+   if they had been fetched page by page;
 2. this script edits ``City`` in 1% of the rows of the exported CSV (every 100th row;
    everything else is left byte for byte as exported);
+Each of the steps below is a separate subprocess.
+
 3. baseline, timed: ``pandas.read_csv(dtype=str)`` of the edited file and of the exported
    file, a ``merge`` on ClientId, and a compare of every common column;
 4. the CLI, timed: ``intakeq-etl import FILE --dry-run --quiet`` — read + validate + diff +
@@ -22,7 +27,9 @@ A sandbox with its limits off (per_minute=0, per_day=0) is started in this proce
    review files cost.
 
 Wall time is measured from spawn to exit, peak RSS from ``os.wait4`` (that child's own
-rusage). The dry run's reads are counted in the sandbox's request log.
+rusage, started by ``bench_export``'s small launcher: a child forked from this process, which
+holds the seeded sandbox, would report at least this process's size). The dry run's reads
+are counted in the sandbox's request log.
 
 Targets (issues 5, 14): CLI time ≤ 3 × baseline; peak memory ≤ 500 MB at 100,000 rows and
 ≤ 3 GB at 1,000,000; reads with a base ≤ min(k, ⌈N/100⌉ + 1) + 2 for k changed rows.
@@ -86,6 +93,42 @@ def edit_rows(source: Path, dest: Path, every: int) -> int:
     return k
 
 
+def export_in_process(store, env: dict, out: Path) -> None:
+    """What ``intakeq-etl export --out OUT`` writes (CSV, snapshot, manifest), made from the
+    store's records without HTTP: the export's frame builder and writing step, in this process
+    (seconds per 100,000 clients instead of minutes of paging through the sandbox)."""
+    from etl.config import Settings
+    from etl.export.fetch import Fetched, Run
+    from etl.export.frames import FrameBuilder
+    from etl.export.hooks import ExportHooks
+    from etl.export.mode import choose_mode
+    from etl.export.options import ExportOptions
+    from etl.export.pipeline import _after_fetch
+    from etl.sandbox.store import copy_record
+    from etl.state.snapshots import SnapshotStore
+
+    class Offline:          # what an export's Run asks of its client
+        requests_sent = 0
+
+        def __init__(self, settings):
+            self.settings = settings
+
+    settings = Settings.from_env(env)
+    opts = ExportOptions(out=out, format="csv")
+    run = Run(Offline(settings), clock=store.clock, hooks=ExportHooks())
+    snapshots = SnapshotStore(settings)
+    started = store.clock.time()
+    builder = FrameBuilder(opts.timezone)
+    ids = store.sorted_ids()
+    for at in range(0, len(ids), 100):          # pages of 100, as the API serves them
+        builder.add([copy_record(store.clients[i]) for i in ids[at:at + 100]])
+    fetched = Fetched(choose_mode(snapshots, opts, settings, now=started), builder.frame(),
+                      builder.labels, None)
+    del builder
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _after_fetch(run, opts, snapshots, started, fetched)
+
+
 def peak_target_mb(n: int) -> int:
     """Issue 14: the dry run's peak RSS ≤ 500 MB at 100,000 rows, ≤ 3 GB at 1,000,000."""
     return 500 if n <= 100_000 else 3 * 1024
@@ -128,6 +171,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", type=Path, default=None,
                         help="also run the dry run under cProfile, write the stats here and print them")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--export-via-cli", action="store_true",
+                        help="set up with a real `intakeq-etl export` over HTTP (slow: minutes at 100,000)")
     args = parser.parse_args(argv)
     n = args.clients
 
@@ -145,11 +190,17 @@ def main(argv=None) -> int:
                "INTAKEQ_ETL_STATE_DIR": str(work / "state")}
 
         export_dir = work / "export"
-        wall, peak, code, err = run_measured(cli_command() + ["export", "--out", str(export_dir), "--quiet"], env)
-        if code != 0:
-            print(f"export: exit {code}\n{err}")
-            return 1
-        print(f"export (setup)           {wall:8.2f} s   peak {peak:8.1f} MB", flush=True)
+        if args.export_via_cli:
+            wall, peak, code, err = run_measured(cli_command() + ["export", "--out", str(export_dir), "--quiet"],
+                                                 env)
+            if code != 0:
+                print(f"export: exit {code}\n{err}")
+                return 1
+            print(f"export (setup)           {wall:8.2f} s   peak {peak:8.1f} MB", flush=True)
+        else:
+            t0 = time.perf_counter()
+            export_in_process(store, env, export_dir)
+            print(f"export (setup, in this process, no HTTP) {time.perf_counter() - t0:8.2f} s", flush=True)
 
         exported = export_dir / "clients.csv"
         base_copy = work / "base.csv"

@@ -64,12 +64,29 @@ def read_table(path, *, format: str | None = None, encoding: str | None = None,
         raise InputError(f"{path}: is a directory, not a file")
     if sheet is not None and fmt != "xlsx":
         raise InputError(f"{path}: --sheet {sheet} applies to XLSX workbooks only; this is a {fmt} file")
+    use_lean_arrow_pool()
     table = _read(path, fmt, encoding=encoding, date_format=date_format, formula_guard=formula_guard,
                   kinds=kinds, sheet=sheet, date_order=date_order)
     if table.export_id:
         table.frame.attrs[KEY] = table.export_id
     _give_back_arrow_memory()
     return table
+
+
+def use_lean_arrow_pool() -> None:
+    """Allocate Arrow memory with jemalloc where this pyarrow has it (Linux and macOS wheels),
+    unless ``ARROW_DEFAULT_MEMORY_POOL`` chose a pool. Arrow's default, mimalloc, keeps the
+    pages of the many small buffers a read frees mixed with the live ones, and gives few
+    back: a 100,000-row dry run peaked at 534 MB with it, 461 MB with jemalloc, no slower.
+    Buffers made before keep their own pool; calling this again changes nothing."""
+    import os
+
+    import pyarrow as pa
+
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or "jemalloc" not in pa.supported_memory_backends():
+        return
+    if pa.default_memory_pool().backend_name != "jemalloc":
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 def _give_back_arrow_memory() -> None:

@@ -24,7 +24,7 @@ PLAN_COLUMNS = ["row", "ClientId", "action", "field", "old", "new", "base", "not
 RESULT_COLUMNS = ["row", "ClientId", "status", "fields", "message", "run"]
 
 
-@dataclass
+@dataclass(slots=True)   # one per unchanged row too: no per-instance dict (issue 14, memory)
 class RowResult:
     row: int
     client_id: int | None

@@ -210,7 +210,8 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     for row, reasons in rejected.items():
         settled[row] = RowResult(row, None, "skipped", (), "invalid: " + "; ".join(reasons))
     states = checkpoint.all() if checkpoint is not None else {}
-    frame = frame.copy()
+    if states:          # _resume_creates writes ClientIds into it: not into the table's frame
+        frame = frame.copy()
     reads_before = client.requests_sent
     _resume_creates(client, frame, states, checkpoint)
     for row, st in states.items():
@@ -221,6 +222,9 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
 
     written = D.written_since(applied.written(settings.account_dir), base.taken_at)
     edits = D.find_edits(planning, base.frame, diff_options, written=written, unknown=table.unknown)
+    # The edits hold what the rest needs of the file: its frames go before the live reads.
+    columns, n_rows, sources = list(frame.columns), len(table.frame), mapped.sources
+    del table, frame, planning, mapped
     problems = date_problems + checks.edit_problems(edits)
     _refuse_errors(source, problems, paths, before="nothing was sent")      # before any request
     warnings = checks.drop_explained(warnings, problems) + _without_damage(problems)
@@ -232,7 +236,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
         _reserve_writes(client, reads.cost)
     live = fetch_live(reader, edits, base, reads=reads)
     if base.custom_fields is None:   # no base: the account's fields are known from live, before any write
-        _refuse_errors(source, checks.custom_field_problems(frame.columns, live_custom_fields(live)), paths,
+        _refuse_errors(source, checks.custom_field_problems(columns, live_custom_fields(live)), paths,
                        before="nothing was written")
     plans = D.plan_rows(edits, live.records, diff_options, universe=live.universe,
                         created_before=applied.created_names(settings.account_dir),
@@ -252,9 +256,9 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
             settled.setdefault(p.row, RowResult(p.row, p.client_id, "conflict" if p.action == D.CONFLICT
                                                 else p.action, (), p.message))
     return Prepared(source, plans, settled, base, live.strategy, client.requests_sent - reads_before,
-                    known_by_row, n_rows=len(table.frame), timezone=opts.timezone,
+                    known_by_row, n_rows=n_rows, timezone=opts.timezone,
                     reused=getattr(reader, "reused", 0), reused_from=kept_reads.reused_from if kept_reads else None,
-                    sources=mapped.sources, unknown_columns=M.unknown_columns(frame.columns, exported),
+                    sources=sources, unknown_columns=M.unknown_columns(columns, exported),
                     warnings=warnings)
 
 

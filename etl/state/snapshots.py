@@ -202,6 +202,9 @@ class SnapshotStore:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from ..codec.tables import use_lean_arrow_pool
+
+        use_lean_arrow_pool()
         # Text straight into fields.TEXT_DTYPE (pandas 2 would make a Python object per cell).
         frame = conform_frame(pq.read_table(self.frame_path(export_id)).to_pandas(types_mapper=_arrow_text))
         pa.default_memory_pool().release_unused()    # the read Table's pages (see codec.tables)
