@@ -154,9 +154,13 @@ def test_an_undo_killed_with_sigkill_and_run_again_reaches_the_same_state(sandbo
     assert again.exit_code == 0, again.output
     assert profiles(sandbox, before) == {cid: without_update_stamp(r) for cid, r in before.items()}
     assert [r["kind"] for r in history(run_cli)] == ["undo", "import"]     # resumed: one undo run
+    undone_by = history(run_cli)[0]["run"]
     sandbox.log.clear()
     assert undo(run_cli, run).exit_code == 0
     assert writes(sandbox) == []
+    # nothing left to take back: the results file stays the one of the undo that did it
+    assert run_of(path.parent / f"clients.undo-{run}.results.csv") == undone_by
+    assert [r["kind"] for r in history(run_cli)] == ["undo", "import"]
 
 
 def test_an_import_killed_mid_run_is_undoable(sandbox, run_cli, cli_env, tmp_path):

@@ -563,6 +563,11 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     todo = prepared.todo
     if dry_run:
         return RunOutcome(prepared, dict(prepared.results), dry_run=True)
+    if not todo and run.kind == UNDO and is_undone(settings.account_dir, run.undoes) and paths.results.exists():
+        # the run was undone already and nothing is left to write: the results file stays the
+        # one of the undo that did it (this attempt is no run of the history)
+        hooks.say(f"{paths.results} keeps the results of the undo that took run {run.undoes} back")
+        return RunOutcome(prepared, dict(prepared.results))
     if not todo:
         paths.wrote(write_results_or_elsewhere(paths, prepared.results.values(), settings.account_dir,
                                                hooks.say, run=run.run_id, sources=prepared.sources))
