@@ -401,3 +401,27 @@ def test_an_undone_import_is_not_continued_by_its_command(sandbox, run_cli, sett
     assert writes(sandbox) == [] and not any(c.get("City") == "Wrong File" for c in sandbox.store.clients.values())
     assert import_(run_cli, path, "--restart").exit_code == 0      # a new run, on purpose
     assert sum(c.get("City") == "Wrong File" for c in sandbox.store.clients.values()) == 5
+
+
+def test_an_undo_killed_after_its_last_write_is_resumed_as_the_same_run(sandbox, run_cli, tmp_path, monkeypatch):
+    """CI found it (a race in the SIGKILL test): killed after its last write, before its end
+    was on record, the undo's finished checkpoint made the re-run a second undo run."""
+    from etl.importer import history as H
+
+    sandbox.reset(n_clients=30, seed=7)
+    path, _expect = make_edits(run_cli, sandbox, tmp_path)
+    assert import_(run_cli, path).exit_code == 0
+    run = run_of(path.parent / "clients.results.csv")
+
+    def killed(self, results):
+        self.history.close()
+        raise KeyboardInterrupt             # as a SIGKILL would: the round's end never recorded
+
+    monkeypatch.setattr(H.Journal, "finish", killed)
+    assert undo(run_cli, run).exit_code == 130
+    monkeypatch.undo()
+
+    assert undo(run_cli, run).exit_code == 0
+    runs = history(run_cli)
+    assert [r["kind"] for r in runs] == ["undo", "import"]
+    assert runs[1]["undone_by"] == runs[0]["run"]

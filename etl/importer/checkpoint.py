@@ -125,6 +125,13 @@ class Checkpoint:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (self.run_id,))
         return self.db
 
+    def hold_run(self) -> None:
+        """Write the checkpoint with its run id now, before the run's journal gets its first
+        line: a kill between the two would else leave a journal the resume cannot name (it
+        would go on as a second run)."""
+        if self.run_id is not None:
+            self._writable()
+
     def keep_run(self, run_id: str) -> None:
         """The run this journal belongs to: kept from its first write (a file of an older
         version, resumed, gets it now)."""

@@ -127,6 +127,15 @@ class History:
         self.db.execute("INSERT OR IGNORE INTO runs (run_id, kind, undoes, started, file, timezone, checkpoint) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, kind, undoes, time.time(), file, timezone, checkpoint))
 
+    def unfinished(self, kind: str, checkpoint: str | None) -> str | None:
+        """The newest run of ``kind`` with this checkpoint that never finished a round (killed
+        after its last write, before its end was recorded)."""
+        if checkpoint is None:
+            return None
+        found = self.db.execute("SELECT run_id FROM runs WHERE kind=? AND checkpoint=? AND finished IS NULL "
+                                "ORDER BY started DESC LIMIT 1", (kind, checkpoint)).fetchone()
+        return found[0] if found else None
+
     def finish_round(self, run_id: str, counts: dict) -> None:
         self.db.execute("UPDATE runs SET finished=?, counts=? WHERE run_id=?",
                         (time.time(), json.dumps(counts, sort_keys=True), run_id))

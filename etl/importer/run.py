@@ -26,7 +26,7 @@ from . import diff as D
 from . import mapping as M
 from .base import Base, find_base, is_no_base, named_export
 from .checkpoint import Checkpoint, RowState
-from .history import IMPORT, UNDO, Journal, RunInfo, is_undone, new_run_id
+from .history import IMPORT, UNDO, History, Journal, RunInfo, is_undone, new_run_id
 from .live import fetch_live, live_custom_fields, plan_reads
 from .matching import fold
 from .options import ImportOptions, Paths, plan_identity
@@ -423,6 +423,11 @@ def start_run(checkpoint: Checkpoint | None, run: RunInfo, account_dir: Path, *,
             else:
                 raise InputError(why + "; nothing was sent")
     elif checkpoint is not None and not dry_run:
+        if run.kind == UNDO:      # an undo killed after its last write: its checkpoint is finished,
+            with History(account_dir) as history:       # its run is not; the re-run goes on with it
+                killed = history.unfinished(UNDO, run.checkpoint)
+            if killed is not None:
+                run = dataclasses.replace(run, run_id=killed)
         checkpoint.keep_run(run.run_id)
     if not dry_run:
         hooks.started(run.run_id)
@@ -579,6 +584,8 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     if ask and not hooks.confirm(est):
         raise Aborted("nothing was sent")
     outcome = ApplyOutcome()
+    if checkpoint is not None:
+        checkpoint.hold_run()      # the checkpoint names the run before its journal does
     journal = Journal(settings.account_dir, run, timezone=prepared.timezone)
     applied_as = prepared.base.export_id if run.kind == IMPORT else f"{run.kind}:{run.run_id}"
 
