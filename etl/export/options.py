@@ -138,21 +138,27 @@ def check_columns(columns: list[str] | None, custom_ids=(), *, all_custom_known:
     """
     if not columns:
         return
-    import difflib
-
     custom = {fields.custom_column(c) for c in custom_ids}
     known = list(fields.KNOWN_NAMES) + sorted(custom)
     unknown = [c for c in columns if c not in known and (all_custom_known or not fields.is_custom(c))]
     if not unknown:
         return
+    raise ConfigError("--columns names columns this account does not have: " + with_hints(unknown, known)
+                      + "; " + after)
+
+
+def with_hints(unknown: list[str], known: list[str]) -> str:
+    """``Emial (did you mean Email?), Xyz``: each unknown name with the known one it is
+    probably (the same but for case, else the closest spelling)."""
+    import difflib
+
     folded = {k.casefold(): k for k in known}
     hints = []
     for name in unknown:
         match = folded.get(name.casefold()) or next(
             iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None)
         hints.append(f"{name} (did you mean {match}?)" if match else name)
-    raise ConfigError("--columns names columns this account does not have: " + ", ".join(hints)
-                      + "; " + after)
+    return ", ".join(hints)
 
 
 def check_custom_filters(custom: dict[str, str], custom_ids) -> None:
@@ -162,17 +168,11 @@ def check_custom_filters(custom: dict[str, str], custom_ids) -> None:
     known = list(custom_ids)
     if not custom or not known:
         return
-    import difflib
-
     unknown = [f for f in custom if f not in known]
     if not unknown:
         return
-    hints = []
-    for field_id in unknown:
-        match = next(iter(difflib.get_close_matches(field_id, known, n=1, cutoff=0.6)), None)
-        hints.append(f"{field_id} (did you mean {match}?)" if match else field_id)
     raise ConfigError("--custom names fields the newest export of this account does not have: "
-                      + ", ".join(hints) + " (known: " + ", ".join(known) + "; a field added since? "
+                      + with_hints(unknown, known) + " (known: " + ", ".join(known) + "; a field added since? "
                       "run a full export first); nothing was sent")
 
 

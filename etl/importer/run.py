@@ -233,7 +233,7 @@ def prepare(client, settings, source: Path, opts: ImportOptions, paths: Paths, *
     reader = kept_reads.reader(client) if kept_reads is not None else client
     reads = plan_reads(reader, edits, base)
     if reads.cost:      # other runs see the reads this plan needs as used, not just one request
-        _reserve_writes(client, reads.cost)
+        _reserve(client, reads.cost)
     live = fetch_live(reader, edits, base, reads=reads)
     if base.custom_fields is None:   # no base: the account's fields are known from live, before any write
         _refuse_errors(source, checks.custom_field_problems(columns, live_custom_fields(live)), paths,
@@ -480,7 +480,7 @@ def _hold_budget(client):
     stops before) other runs that hold what is left; stops at once while IntakeQ says the
     day is gone. The plan is not known yet, so one request is reserved; once the file is
     read, the reservation becomes the reads planning needs, then the plan's writes
-    (:func:`_reserve_writes`). An import keeps its
+    (:func:`_reserve`). An import keeps its
     progress in its checkpoint, so one that today's budget cannot finish starts anyway."""
     hold = getattr(client, "hold_budget", None)
     if hold is None:          # a stand-in client without a ledger
@@ -488,10 +488,11 @@ def _hold_budget(client):
     return hold(1, what="import", keeps_progress=True)
 
 
-def _reserve_writes(client, writes: int) -> None:
+def _reserve(client, requests: int) -> None:
+    """This run's reservation becomes ``requests`` more (a plan's reads, then its writes)."""
     ledger = getattr(client, "ledger", None)
     if ledger is not None and hasattr(ledger, "reserve_more"):
-        ledger.reserve_more(writes)
+        ledger.reserve_more(requests)
 
 
 def _rounds(client, settings, paths: Paths, prepare_round: Callable[[], Prepared], *,
@@ -563,7 +564,7 @@ def _plan_and_apply(client, settings, prepared: Prepared, paths: Paths, *, check
     write_review(paths, prepared.plans, review_summary(prepared, est, settings, opts, dry_run=dry_run,
                                                        command=run.kind))
     if not dry_run:
-        _reserve_writes(client, est["writes"])      # other runs now see the plan's need as used
+        _reserve(client, est["writes"])      # other runs now see the plan's need as used
     hooks.planned(prepared, est)
     todo = prepared.todo
     if dry_run:
