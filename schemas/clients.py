@@ -90,7 +90,8 @@ def _date_is_iso(s: pd.Series) -> pd.Series:
 
 
 def _tags_are_lists(s: pd.Series) -> pd.Series:
-    return s.map(lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v)).astype(bool)
+    return pd.Series([isinstance(v, list) and all(isinstance(t, str) for t in v) for v in s.tolist()],
+                     index=s.index, dtype=bool)
 
 
 # ---------------------------------------------------------------- table checks (row masks)

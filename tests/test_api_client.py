@@ -388,3 +388,23 @@ def test_quota_needs_a_key_to_know_the_account(run_cli):
     result = run_cli("quota", env={"INTAKEQ_API_KEY": None})
     assert result.exit_code == 1
     assert "no API key" in result.output
+
+
+# -- the environment, read once -----------------------------------------------------------
+
+def test_proxy_settings_are_read_from_the_environment_once(monkeypatch):
+    """The session resolves HTTPS_PROXY/NO_PROXY/REQUESTS_CA_BUNDLE for the base URL when it
+    is made, not on each request; .netrc is never consulted (the key is the only credential)."""
+    from etl.api.session import _session_for
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/tmp/ca-bundle.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    http = _session_for("https://intakeq.example/api/v1/")
+    assert http.proxies.get("https") == "http://127.0.0.1:9"
+    assert http.verify == "/tmp/ca-bundle.pem"
+    assert http.trust_env is False
+
+    monkeypatch.setenv("NO_PROXY", "intakeq.example")
+    assert "https" not in _session_for("https://intakeq.example/api/v1/").proxies

@@ -413,3 +413,24 @@ def test_names_and_emails_fold_one_way_with_missing_values_as_empty(value, folde
 def test_phones_compare_by_their_digits_with_missing_values_as_empty():
     assert digits("(555) 010-2000") == "5550102000"
     assert digits(float("nan")) == digits(None) == ""
+
+
+def test_instant_columns_compare_to_the_millisecond_as_numbers():
+    """A read-only instant in the file (LastUpdateDate) differs from the base only when its
+    millisecond does: what the file can hold; both empty is no difference."""
+    from etl.importer.diff import _differs
+
+    file = pd.Series(pd.to_datetime(["2025-01-01T00:00:00.1239Z", None, "2025-01-02T00:00:00.000Z", None], utc=True))
+    base = pd.Series(pd.to_datetime(["2025-01-01T00:00:00.123Z", None, "2025-01-02T00:00:01.000Z",
+                                     "2025-01-03T00:00:00.000Z"], utc=True))
+    assert _differs("LastUpdateDate", file, base, "clear").tolist() == [False, False, True, True]
+    assert _differs("LastUpdateDate", file, base, "keep").tolist() == [False, False, True, False]
+
+
+def test_tags_compare_as_sets_of_tags_whatever_their_order():
+    from etl.importer.diff import _differs
+
+    file = pd.Series([["VIP", "New"], [], ["a"], [], None], dtype=object)
+    base = pd.Series([["New", " VIP"], [], ["b"], ["x"], []], dtype=object)
+    assert _differs("Tags", file, base, "clear").tolist() == [False, False, True, True, False]
+    assert _differs("Tags", file, base, "keep").tolist() == [False, False, True, False, False]

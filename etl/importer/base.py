@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, ValidationFailed
@@ -230,10 +231,18 @@ def _rows_older_than_base(frame: pd.DataFrame | None, base: pd.DataFrame | None)
     if frame is None or base is None or column not in frame.columns or column not in base.columns \
             or "ClientId" not in frame.columns:
         return 0
-    keyed = frame[frame["ClientId"].notna() & frame[column].notna()]
-    theirs = base[base["ClientId"].notna()]
-    theirs = theirs.set_index(theirs["ClientId"].astype("int64"))[column]
-    exported = theirs.reindex(keyed["ClientId"].astype("int64")).to_numpy()
-    mine = keyed[column].to_numpy()
-    both = pd.notna(exported) & pd.notna(mine)
+    ok = (frame["ClientId"].notna() & frame[column].notna()).to_numpy()
+    theirs_ok = base["ClientId"].notna().to_numpy()
+    theirs = pd.Series(_utc_moments(base[column])[theirs_ok],
+                       index=base["ClientId"][theirs_ok].astype("int64").to_numpy())
+    exported = theirs.reindex(frame["ClientId"][ok].astype("int64").to_numpy()).to_numpy()
+    mine = _utc_moments(frame[column])[ok]
+    both = ~np.isnat(exported) & ~np.isnat(mine)
     return int((mine[both] < exported[both]).sum())
+
+
+def _utc_moments(series: pd.Series) -> np.ndarray:
+    """An instant column as naive UTC ``datetime64`` (not one Timestamp object a cell)."""
+    if not isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = pd.to_datetime(series, utc=True)
+    return series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()

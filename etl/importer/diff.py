@@ -24,7 +24,6 @@ It runs in two steps so that live data is fetched only where it matters:
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import types
@@ -33,12 +32,13 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import fields as F
 from ..codec import damage as DMG
 from ..codec import normalized, normalized_frame, to_api_value
-from ..codec.text import MONTH_FIRST, comparable_text
+from ..codec.text import MONTH_FIRST, comparable_of_trimmed, trimmed_text
 from .matching import MatchIndex, created_earlier, fold, plain
 
 BLANK_KEEP, BLANK_CLEAR = "keep", "clear"
@@ -240,6 +240,8 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     extra = [c for c in writable if c not in differs]   # columns the base lacks (new custom field)
     since = _by_client(written)
 
+    base_rows = FrameRows(base_by_id, (ids[pos] for pos in np.flatnonzero(touched & in_base)))
+    base_rows.fetch(cid for cid in since if cid in base_by_id.index)
     base_match = None
     edits: list[RowEdit] = []
     for pos in range(len(file)):
@@ -247,11 +249,11 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
         skip = unknown_at.get(pos, frozenset())
         if cid is not None and in_base[pos]:
             earlier = since.get(cid)
-            if not touched[pos] and not earlier and not any(not _blank(file[c].iat[pos]) for c in extra):
+            if not touched[pos] and not earlier and not (extra and any(not _blank(file[c].iat[pos]) for c in extra)):
                 edits.append(RowEdit(index=pos, row=rows[pos], client_id=cid, values=NO_VALUES, base=NO_VALUES,
                                      damage=damage.get(pos, ()), unedited=NO_VALUES))
                 continue
-            base_row = base_by_id.loc[cid]
+            base_row = base_rows[cid]
             changed = [c for c in writable if c in differs and differs[c][pos]]
             changed += [c for c in writable if c not in differs and not _blank(file[c].iat[pos])]
             ignored = tuple(Ignored(c, plain(base_row[c]), plain(file[c].iat[pos]))
@@ -264,7 +266,7 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
             base_match = base_match or MatchIndex.from_frame(base_by_id)
             matched, how = base_match.find(file.iloc[pos])
             if matched is not None:
-                base_row = base_by_id.loc[matched]
+                base_row = base_rows[matched]
                 known = [c for c in writable if c not in skip]
                 changed, cell_damage = _changed_cells(file, pos, rows[pos], base_row, known, options)
                 edits.append(_three_way_row(file, pos, rows[pos], matched, base_row, changed,
@@ -293,6 +295,32 @@ def _with_unedited(edits: list[RowEdit], file, base_by_id, writable, unknown_at)
         out[i] = dataclasses.replace(e, unedited={c: (f, b) for c, f, b in zip(cols, file_row, base_row)
                                                   if c not in left})
     return out
+
+
+class FrameRows:
+    """Rows of a ClientId-indexed frame as dicts (column → cell), taken many at a time.
+
+    ``frame.loc[cid]`` of a wide, Arrow-backed frame builds a Series a row, cell by cell
+    (about 1.4 ms at 71 columns); one ``loc`` of the rows a diff needs, made into dicts,
+    costs a small part of that (issue 14: 2.8 s of a 100,000-row plan were single-row looks).
+    """
+
+    def __init__(self, frame: pd.DataFrame, ids: Iterable[int] = ()):
+        self.frame = frame
+        self.columns = list(frame.columns)
+        self._rows: dict[int, dict] = {}
+        self.fetch(ids)
+
+    def fetch(self, ids: Iterable[int]) -> None:
+        wanted = [i for i in dict.fromkeys(ids) if i not in self._rows]
+        if wanted:
+            values = self.frame.loc[wanted].to_numpy(dtype=object)
+            self._rows.update((cid, dict(zip(self.columns, row))) for cid, row in zip(wanted, values))
+
+    def __getitem__(self, cid: int) -> dict:
+        if cid not in self._rows:
+            self.fetch([cid])
+        return self._rows[cid]
 
 
 class AlignedBase:
@@ -359,7 +387,7 @@ def _changed_cells(file, pos, row, base_row, writable, options) -> tuple[list[st
     changed, damage = [], []
     for c in writable:
         file_value = file[c].iat[pos]
-        if c not in base_row.index:
+        if c not in base_row:
             if not _blank(file_value):
                 changed.append(c)
             continue
@@ -376,7 +404,7 @@ def _changed_cells(file, pos, row, base_row, writable, options) -> tuple[list[st
 def _three_way_row(file, pos, row, cid, base_row, changed, has_tags, options, *, ignored=(), damage=(),
                    matched_by=None):
     values = {c: _to_send(c, file[c].iat[pos]) for c in changed}
-    base_values = {c: plain(base_row[c]) if c in base_row.index else None for c in changed}
+    base_values = {c: plain(base_row[c]) if c in base_row else None for c in changed}
     tags_add = tags_remove = frozenset()
     if has_tags:
         file_tags = _tags(file["Tags"].iat[pos])
@@ -427,7 +455,7 @@ def _with_earlier_writes(edit: RowEdit, file, pos, base_row, earlier, options, s
     kept, reverts = [], []
     for col, w in earlier.items():
         if col in edit.values or col in skip or col not in compared_columns(file.columns) \
-                or col not in base_row.index:
+                or col not in base_row:
             continue
         file_value, base_value = _to_send(col, file[col].iat[pos]), plain(base_row[col])
         if not _same(col, file_value, base_value, options.date_order) or _same(col, w.value, base_value):
@@ -484,6 +512,8 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
     if live_frame is None:
         live_frame = clients_to_frame(list(live.values()), tz=options.tz)
     live_typed = _index_by_client_id(live_frame)
+    live_rows = {} if live_typed is None else FrameRows(
+        live_typed, (e.client_id for e in edits if e.client_id is not None and e.needs_live and e.client_id in live))
     matcher = MatchIndex.from_records(universe)
     plans = []
     for edit in edits:
@@ -505,18 +535,18 @@ def plan_rows(edits: list[RowEdit], live: dict[int, dict], options: Options = Op
             plans.append(RowPlan(edit.row, edit.client_id, FAILED, ignored=edit.ignored, damage=edit.damage,
                                  message=f"ClientId {edit.client_id} was not found in IntakeQ"))
         else:
-            plans.append(_plan_update(edit, live[edit.client_id], live_typed.loc[edit.client_id], options,
+            plans.append(_plan_update(edit, live[edit.client_id], live_rows[edit.client_id], options,
                                       written or {}))
     return plans
 
 
-def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options: Options,
+def _plan_update(edit: RowEdit, live_record: dict, live_row: dict, options: Options,
                  written: dict[tuple[int, str], Written]) -> RowPlan:
     changes, conflicts, damage = [], [], list(edit.damage)
     for col, new in edit.values.items():
         if new is None and edit.matched_by:   # a new row matched to a client: blanks clear nothing
             continue
-        current = plain(live_row[col]) if col in live_row.index else None
+        current = plain(live_row[col]) if col in live_row else None
         if _same(col, current, new, options.date_order):
             continue
         base_value = edit.base.get(col) if edit.base is not None else None
@@ -532,11 +562,11 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
                 continue
         changes.append(Change(col, current, new))
     for k in edit.reverts:         # set back only what live still holds from our import
-        current = plain(live_row[k.field]) if k.field in live_row.index else None
+        current = plain(live_row[k.field]) if k.field in live_row else None
         if _same(k.field, current, k.written) and not _same(k.field, current, k.file):
             changes.append(Change(k.field, current, k.file))
     kept = tuple(k for k in edit.kept    # staff changed it since: no longer our value to keep
-                 if k.field in live_row.index and _same(k.field, plain(live_row[k.field]), k.written))
+                 if k.field in live_row and _same(k.field, plain(live_row[k.field]), k.written))
     _name_follows(changes, edit, live_row)
     live_tags = _tags(live_record.get("Tags"))
     if edit.tags_exact is not None:
@@ -572,13 +602,12 @@ def _plan_update(edit: RowEdit, live_record: dict, live_row: pd.Series, options:
     return plan
 
 
-def _staff_kept(edit: RowEdit, live_row: pd.Series, written: dict[tuple[int, str], Written]
+def _staff_kept(edit: RowEdit, live: dict, written: dict[tuple[int, str], Written]
                 ) -> tuple[StaffKept, ...]:
     """The cells of ``edit`` held as exported whose live value staff changed since the export
     (not an import of ours): the merge keeps them; the review shows them."""
     if not edit.unedited:
         return ()
-    live = dict(zip(live_row.index, live_row.to_numpy(dtype=object)))
     out = []
     for col, (file_value, base_value) in edit.unedited.items():
         current = live.get(col)
@@ -622,7 +651,7 @@ def _staff_changed(col: str, current, base_value, ours: Written | None) -> bool:
     return ours is None or not _same(col, current, ours.value)
 
 
-def _name_follows(changes: list[Change], edit: RowEdit, live_row: pd.Series) -> None:
+def _name_follows(changes: list[Change], edit: RowEdit, live_row: dict) -> None:
     """If FirstName or LastName changes and Name was not edited, Name follows them."""
     names = {c.field: c.new for c in changes}
     if "Name" in edit.values or not ({"FirstName", "LastName"} & names.keys()):
@@ -709,10 +738,20 @@ def _new_client_values(item) -> dict | None:
 
 def merged_body(live_record: dict, changes: list[Change], tz: str) -> dict:
     """The live profile with the changed fields merged in: the full client, never partial."""
-    body = copy.deepcopy(live_record)
+    body = _json_copy(live_record)
     for change in changes:
         set_api_field(body, change.field, change.new, tz)
     return body
+
+
+def _json_copy(value):
+    """A deep copy of parsed JSON (dicts, lists, immutable scalars): ``copy.deepcopy``'s
+    memo and dispatch cost 0.5 ms a client profile."""
+    if type(value) is dict:
+        return {k: _json_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_json_copy(v) for v in value]
+    return value
 
 
 def record_from_values(values: dict[str, Any], tz: str) -> dict:
@@ -758,14 +797,23 @@ def _index_by_client_id(frame: pd.DataFrame | None) -> pd.DataFrame | None:
 def _client_ids(file: pd.DataFrame) -> list[int | None]:
     if "ClientId" not in file.columns:
         return [None] * len(file)
-    return [None if pd.isna(v) else int(v) for v in file["ClientId"]]
+    ids = file["ClientId"]
+    if str(ids.dtype) == "Int64":             # as read: one conversion, not one pd.isna a row
+        return ids.astype(object).where(ids.notna(), None).tolist()
+    return [None if pd.isna(v) else int(v) for v in ids]
 
 
 def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str,
              date_order: str = MONTH_FIRST) -> np.ndarray:
     """Per row: does the file's cell differ from the base's (normalised; blank rules)?"""
-    if F.kind_of(col) in ("text", "linked"):
+    kind = F.kind_of(col)
+    if kind in ("text", "linked"):
         return _text_differs(col, file_col, base_col, blank, date_order)
+    if kind == "tags":
+        return _tags_differ(col, file_col, base_col, blank)
+    if kind == "instant" and isinstance(file_col.dtype, pd.DatetimeTZDtype) \
+            and isinstance(base_col.dtype, pd.DatetimeTZDtype):
+        return _instants_differ(file_col, base_col, blank)
     a = _normalized_values(col, file_col, date_order)
     b = _normalized_values(col, base_col, date_order)
     a_blank = np.array([v is None or v == () for v in a], dtype=bool)
@@ -777,14 +825,57 @@ def _differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str,
 
 def _text_differs(col: str, file_col: pd.Series, base_col: pd.Series, blank: str, date_order: str) -> np.ndarray:
     """:func:`_differs` of a text column, in Arrow: no Python string per cell (null = empty)."""
-    a = comparable_text(col, file_col.reset_index(drop=True), date_order)
-    b = comparable_text(col, base_col.reset_index(drop=True), date_order)
-    both_blank = pc.and_(pc.is_null(a), pc.is_null(b))
-    same = pc.or_(pc.fill_null(pc.equal(a, b), False), both_blank)
-    differ = pc.invert(same)
+    a = trimmed_text(file_col.reset_index(drop=True))
+    b = trimmed_text(base_col.reset_index(drop=True))
+    differ = _arrow_differ(a, b).to_numpy(zero_copy_only=False).copy()   # writable: later steps clear cells
+    todo = np.flatnonzero(differ)
+    if len(todo):        # cells equal as typed are equal normalised: normalise only the others
+        at = pa.array(todo, pa.int64())
+        a = comparable_of_trimmed(col, a.take(at), date_order)
+        b = comparable_of_trimmed(col, b.take(at), date_order)
+        still = _arrow_differ(a, b)
+        if blank == BLANK_KEEP:
+            still = pc.and_(still, pc.is_valid(a))
+        differ[todo] = still.to_numpy(zero_copy_only=False)
+    return differ
+
+
+def _arrow_differ(a: pa.Array, b: pa.Array) -> pa.Array:
+    """Per cell: not equal, null (empty) being equal to null only."""
+    same = pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
+    return pc.invert(same)
+
+
+def _tags_differ(col: str, file_col: pd.Series, base_col: pd.Series, blank: str) -> np.ndarray:
+    """:func:`_differs` of a tags column: equal lists are the same cell as they are; only the
+    others are normalised (a sorted tuple of distinct tags a cell, twice, for every row was
+    most of this column's cost)."""
+    differ = np.zeros(len(file_col), dtype=bool)
+    for pos, (a, b) in enumerate(zip(file_col.tolist(), base_col.tolist())):
+        if type(a) is list and type(b) is list and a == b:
+            continue
+        a, b = normalized(col, a), normalized(col, b)
+        differ[pos] = a != b and not (blank == BLANK_KEEP and (a is None or a == ()))
+    return differ
+
+
+def _instants_differ(file_col: pd.Series, base_col: pd.Series, blank: str) -> np.ndarray:
+    """:func:`_differs` of two typed instant columns, to the millisecond (what a file holds),
+    as integers: no text a cell."""
+    a, b = _epoch_ms(file_col), _epoch_ms(base_col)
+    a_blank = np.isnan(a)
+    differ = ~((a == b) | (a_blank & np.isnan(b)))
     if blank == BLANK_KEEP:
-        differ = pc.and_(differ, pc.is_valid(a))
-    return differ.to_numpy(zero_copy_only=False).copy()       # writable: later steps clear cells
+        differ &= ~a_blank
+    return differ
+
+
+def _epoch_ms(series: pd.Series) -> np.ndarray:
+    """Whole milliseconds since the epoch, floored like ``clock.iso_ms``; NaN for NaT."""
+    ms = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
+    out = ms.astype("int64").astype("float64")
+    out[pd.isna(series).to_numpy()] = np.nan
+    return out
 
 
 def _normalized_values(col: str, series: pd.Series, date_order: str = MONTH_FIRST) -> np.ndarray:

@@ -112,6 +112,7 @@ class KeptReads:
     def _open_existing(self) -> sqlite3.Connection | None:
         try:
             db = connect(self.path, wal=False)
+            _no_sync(db)
             meta = dict(db.execute("SELECT key, value FROM meta"))
         except sqlite3.DatabaseError:       # not ours: left as it is, and nothing is kept
             self.why_not = "not a reads file of intakeq-etl (left as it is; nothing is kept)"
@@ -144,6 +145,8 @@ class KeptReads:
         return None
 
     def _writable(self) -> sqlite3.Connection:
+        """The file, open and in a transaction that notes this run's use of it: every
+        write goes into one transaction with it (one commit a kept read, not two)."""
         if self.db is None:
             make_private_dirs(self.path.parent)
             if self.path.exists() or self.path.is_symlink():
@@ -152,13 +155,19 @@ class KeptReads:
                     Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             # 0600, never through a link; one run writes it at a time: no WAL
             self.db = open_private_db(self.path, wal=False, schema=_SCHEMA, state_dir=False)
-            self._set_meta(account=self.account, identity=self.identity, options=self.options,
-                           kind="dry-run" if self.dry_run else "run", dry_run_at=self.clock.time())
-            return self.db
-        if not self.dry_run:                       # a real run's reads serve over days
-            self._set_meta(kind="run")
+            _no_sync(self.db)
+            meta = dict(account=self.account, identity=self.identity, options=self.options,
+                        kind="dry-run" if self.dry_run else "run", dry_run_at=self.clock.time())
+        elif not self.dry_run:                     # a real run's reads serve over days
+            meta = dict(kind="run")
         else:
-            self._set_meta(dry_run_at=self.clock.time(), options=self.options)
+            meta = dict(dry_run_at=self.clock.time(), options=self.options)
+        self.db.execute("BEGIN")
+        try:
+            self._set_meta(**meta)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         return self.db
 
     def _set_meta(self, **values) -> None:
@@ -195,12 +204,17 @@ class KeptReads:
 
     # ---------------------------------------------------------------- keeping
     def keep(self, client_id: int, record: dict | None, at: float) -> None:
-        self._writable().execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
-                                 (int(client_id), json.dumps(record) if record is not None else None, at))
+        db = self._writable()
+        try:
+            db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+                       (int(client_id), json.dumps(record) if record is not None else None, at))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def keep_listing(self, name: str, records: list[dict], at: float) -> None:
         db = self._writable()
-        db.execute("BEGIN")
         try:
             db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
                            [(int(r["ClientId"]), json.dumps(r), at) for r in records])
@@ -215,7 +229,6 @@ class KeptReads:
         """After a freshness listing at ``at``: listed clients replace their copies (and join
         the listings they now belong to); every other kept read is as current as ``at``."""
         db = self._writable()
-        db.execute("BEGIN")
         try:
             kept = self.kept_ids()
             db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
@@ -363,5 +376,9 @@ def _created_start_ms(filters: dict) -> float | None:
     return day.timestamp() * 1000.0
 
 
-
-
+def _no_sync(db: sqlite3.Connection) -> None:
+    """Kept reads are a cache of answers: ``synchronous=OFF`` keeps them safe from a killed
+    process (the operating system holds the writes) without an fsync a read, which cost
+    more than the read itself against a fast server. A power loss can damage the file: it
+    is then left as it is and not used (nothing is kept until it is removed)."""
+    db.execute("PRAGMA synchronous=OFF")

@@ -224,6 +224,8 @@ def _count_actions(plans: list[D.RowPlan]) -> dict[str, int]:
 
 def _client_change(p: D.RowPlan) -> ClientChange | None:
     """The row of a client whose plan changes or conflicts; None for one that does not."""
+    if not (p.changes or p.conflicts or p.tag_adds or p.tag_removes) and p.action != D.CONFLICT:
+        return None            # most rows of a plan: nothing to show
     kind = CREATE if p.action == D.CREATE else CHANGE
     cells = [Cell(c.field, kind, text(c.new), text(c.old)) for c in p.changes]
     cells += [Cell(c.field, CONFLICT, text(c.file), text(c.live), text(c.base)) for c in p.conflicts]
@@ -253,6 +255,8 @@ def _field_order(clients: list[ClientChange]) -> list[str]:
 
 
 def _kept_cells(p: D.RowPlan) -> list[KeptCell]:
+    if not (p.staff_kept or p.kept or p.damage or p.ignored):
+        return []
     name = p.name or _name_of(p)
     out = [KeptCell(p.row, p.client_id, name, s.field, text(s.live), text(s.file),
                     "changed in IntakeQ since the export (a staff edit): IntakeQ's value stays")

@@ -52,7 +52,7 @@ def conform_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for column in frame.columns:
         kind = fields.kind_of(column)
         if kind == "tags":
-            frame[column] = [_as_tag_list(v) for v in frame[column]]
+            frame[column] = [v if type(v) is list else _as_tag_list(v) for v in frame[column]]
             continue
         dtype = fields.KIND_DTYPES[kind]
         if kind == "instant":
@@ -96,6 +96,17 @@ def _as_tag_list(value) -> list:
     if isinstance(value, str):
         return [value]
     return [str(v) for v in list(value)]
+
+
+def _table_to_frame(table) -> pd.DataFrame:
+    """A snapshot's Arrow table as a frame: text as ``string[pyarrow]``, tags as lists
+    (``to_pylist`` of the whole column, not a NumPy array a cell made into a list)."""
+    tags = [name for name in table.column_names if fields.kind_of(name) == "tags"]
+    lists = {name: [v if v is not None else [] for v in table.column(name).to_pylist()] for name in tags}
+    frame = table.drop_columns(tags).to_pandas(types_mapper=_arrow_text)
+    for name in tags:
+        frame.insert(table.column_names.index(name), name, lists[name])
+    return frame
 
 
 class SnapshotStore:
@@ -206,6 +217,6 @@ class SnapshotStore:
 
         use_lean_arrow_pool()
         # Text straight into fields.TEXT_DTYPE (pandas 2 would make a Python object per cell).
-        frame = conform_frame(pq.read_table(self.frame_path(export_id)).to_pandas(types_mapper=_arrow_text))
+        frame = conform_frame(_table_to_frame(pq.read_table(self.frame_path(export_id))))
         pa.default_memory_pool().release_unused()    # the read Table's pages (see codec.tables)
         return frame, meta
