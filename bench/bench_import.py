@@ -4,7 +4,7 @@ Prints figures; not a test. Usage::
 
     python bench/bench_import.py                    # 100,000 clients, 1% of rows edited
     python bench/bench_import.py --rows 10000
-    python bench/bench_import.py --rows 1000000     # the 1M size (by hand; CI runs the default)
+    python bench/bench_import.py --rows 1000000 --repeat 1   # the 1M size (by hand; CI runs the default)
     python bench/bench_import.py --profile prof.out # also run the dry run once under cProfile
 
 A sandbox with its limits off (per_minute=0, per_day=0) is started in this process on
@@ -25,6 +25,10 @@ Each of the steps below is a separate subprocess.
    the live reads it needs, no write, and the plan with its review files (xlsx, html);
 5. the same with ``--no-review`` (its reads kept by step 4 removed first), for what the
    review files cost.
+
+Steps 3 to 5 run ``--repeat`` times (3 by default) in alternating rounds, each dry run
+reading afresh (the reads kept by the one before are removed); the report gives each side's
+median time, the ratio of medians, and the largest peak.
 
 Wall time is measured from spawn to exit, peak RSS from ``os.wait4`` (that child's own
 rusage, started by ``bench_export``'s small launcher: a child forked from this process, which

@@ -434,3 +434,20 @@ def test_tags_compare_as_sets_of_tags_whatever_their_order():
     base = pd.Series([["New", " VIP"], [], ["b"], ["x"], []], dtype=object)
     assert _differs("Tags", file, base, "clear").tolist() == [False, False, True, True, False]
     assert _differs("Tags", file, base, "keep").tolist() == [False, False, True, False, False]
+
+
+def test_frame_rows_match_loc_and_hold_one_chunk():
+    """FrameRows gives each row as .loc would (cell for cell), taking the next chunk of the
+    announced order in one look-up and holding only that chunk; other rows are taken alone."""
+    from etl.importer.diff import FrameRows
+
+    base = frame(*[profile(i, City=f"C{i}") for i in range(1, 8)]).set_index("ClientId", drop=False)
+    rows = FrameRows(base, [2, 3, 5, 7])
+    rows.CHUNK = 2
+    from etl.importer.matching import plain
+
+    as_loc = {c: plain(v) for c, v in base.loc[2].items()}
+    assert {c: plain(v) for c, v in rows[2].items()} == as_loc and set(rows._rows) == {2, 3}
+    assert rows[3]["City"] == "C3" and set(rows._rows) == {2, 3}
+    assert rows[5]["City"] == "C5" and set(rows._rows) == {5, 7}
+    assert rows[4]["City"] == "C4" and set(rows._rows) == {4}       # not announced: alone

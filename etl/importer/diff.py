@@ -240,8 +240,8 @@ def find_edits(file: pd.DataFrame, base: pd.DataFrame | None, options: Options =
     extra = [c for c in writable if c not in differs]   # columns the base lacks (new custom field)
     since = _by_client(written)
 
-    base_rows = FrameRows(base_by_id, (ids[pos] for pos in np.flatnonzero(touched & in_base)))
-    base_rows.fetch(cid for cid in since if cid in base_by_id.index)
+    looked_at = touched | np.fromiter((cid in since for cid in ids), bool, len(ids)) if since else touched
+    base_rows = FrameRows(base_by_id, (ids[pos] for pos in np.flatnonzero(looked_at & in_base)))
     base_match = None
     edits: list[RowEdit] = []
     for pos in range(len(file)):
@@ -298,29 +298,35 @@ def _with_unedited(edits: list[RowEdit], file, base_by_id, writable, unknown_at)
 
 
 class FrameRows:
-    """Rows of a ClientId-indexed frame as dicts (column → cell), taken many at a time.
+    """Rows of a ClientId-indexed frame as dicts (column → cell), taken a chunk at a time.
 
     ``frame.loc[cid]`` of a wide, Arrow-backed frame builds a Series a row, cell by cell
-    (about 1.4 ms at 71 columns); one ``loc`` of the rows a diff needs, made into dicts,
-    costs a small part of that (issue 14: 2.8 s of a 100,000-row plan were single-row looks).
+    (about 1.4 ms at 71 columns; 2.8 s of a 100,000-row plan, issue 14). ``ids`` are the rows
+    a diff will ask for, in the order it asks: one ``loc`` takes the next ``CHUNK`` of them,
+    and only that chunk is held (all of a million-row plan's would be ~100 MB of dicts).
+    A row asked for out of that order is taken alone.
     """
+
+    CHUNK = 512
 
     def __init__(self, frame: pd.DataFrame, ids: Iterable[int] = ()):
         self.frame = frame
         self.columns = list(frame.columns)
+        self._order = list(dict.fromkeys(ids))
+        self._at = {cid: i for i, cid in enumerate(self._order)}
         self._rows: dict[int, dict] = {}
-        self.fetch(ids)
-
-    def fetch(self, ids: Iterable[int]) -> None:
-        wanted = [i for i in dict.fromkeys(ids) if i not in self._rows]
-        if wanted:
-            values = self.frame.loc[wanted].to_numpy(dtype=object)
-            self._rows.update((cid, dict(zip(self.columns, row))) for cid, row in zip(wanted, values))
 
     def __getitem__(self, cid: int) -> dict:
-        if cid not in self._rows:
-            self.fetch([cid])
-        return self._rows[cid]
+        row = self._rows.get(cid)
+        if row is None:
+            at = self._at.get(cid)
+            self._rows = self._take([cid] if at is None else self._order[at:at + self.CHUNK])
+            row = self._rows[cid]
+        return row
+
+    def _take(self, ids: list[int]) -> dict[int, dict]:
+        values = self.frame.loc[ids].to_numpy(dtype=object)
+        return {cid: dict(zip(self.columns, row)) for cid, row in zip(ids, values)}
 
 
 class AlignedBase:
