@@ -252,7 +252,8 @@ def test_map_proposes_the_issues_mapping_for_the_foreign_file_without_a_request(
     assert proposed["dates"] == {"DOB": "%d/%m/%Y"}
     assert proposed["values"] == {"Gender": {"M": "Male", "F": "Female"}}
     assert proposed["ignore"] == {"columns": ["Internal Notes"]}
-    assert "03/04/1980: read as day first (3 April 1980)" in text
+    assert "read as day first (03/04/2001 = 3 April 2001)" in text   # a made-up example:
+    assert "03/04/1980" not in text          # no cell of the file is quoted (mappings get shared)
     assert "TODO" in next(line for line in text.splitlines() if "Internal Notes" in line)
     assert all("#" in line for line in text.splitlines() if " = " in line and not line.startswith(("#", "columns = [")))
     assert (out.stat().st_mode & 0o777) == 0o600

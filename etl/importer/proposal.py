@@ -119,40 +119,44 @@ def guess_date_format(cells) -> tuple[str | None, str]:
     day_first = [p for p in parts if int(p[0]) > 12]
     month_first = [p for p in parts if int(p[2]) > 12]
     both_ways = [p for p in parts if int(p[0]) <= 12 and int(p[2]) <= 12 and p[0] != p[2]]
-    example = _example(both_ways)
+    def like(kind):
+        return _example(kind, sep, year)
+
     if day_first and month_first:
-        return None, (f"TODO: the column mixes day-first ({_example(day_first)}) and month-first "
-                      f"({_example(month_first)}) dates; fix the file or choose one")
+        return None, (f"TODO: the column mixes day-first dates (like {like('day')}) and month-first ones "
+                      f"(like {like('month')}); fix the file or choose one")
+    both = (f"; {len(both_ways)} read both ways (as {like('both')} would): read as %s first "
+            f"({like('both')} = %s)") if both_ways else ""
     if day_first:
         fmt = f"%d{sep}%m{sep}{year}"
-        why = f"day first: {len(day_first)} of {len(parts)} dates have a first number over 12 ({_example(day_first)})"
-        if both_ways:
-            why += (f"; {len(both_ways)} read both ways, like {example}: read as day first "
-                    f"({_spelled(both_ways[0], True)})")
-        return fmt, why
+        why = (f"day first: {len(day_first)} of {len(parts)} dates have a first number over 12 "
+               f"(like {like('day')})")
+        return fmt, why + (both % ("day", _spelled(like("both"), True)) if both else "")
     if month_first:
         fmt = f"%m{sep}%d{sep}{year}"
         why = (f"month first: {len(month_first)} of {len(parts)} dates have a second number over 12 "
-               f"({_example(month_first)})")
-        if both_ways:
-            why += (f"; {len(both_ways)} read both ways, like {example}: read as month first "
-                    f"({_spelled(both_ways[0], False)})")
-        return fmt, why
-    return f"%d{sep}%m{sep}{year}", (f"TODO AMBIGUOUS: every date reads both ways (like {example}); day first "
-                                    f"is a guess: check one date you know, and write %m{sep}%d{sep}{year} if "
-                                    "it is month first")
+               f"(like {like('month')})")
+        return fmt, why + (both % ("month", _spelled(like("both"), False)) if both else "")
+    return f"%d{sep}%m{sep}{year}", (f"TODO AMBIGUOUS: every date reads both ways (as {like('both')} would); "
+                                    f"day first is a guess: check one date you know, and write "
+                                    f"%m{sep}%d{sep}{year} if it is month first")
 
 
-def _example(parts) -> str:
-    a, sep, b, y = parts[0]
-    return f"{a}{sep}{b}{sep}{y}"
+_EXAMPLES = {"day": ("25", "04"), "month": ("04", "25"), "both": ("03", "04")}
+
+
+def _example(kind: str, sep: str, year: str) -> str:
+    """A made-up date of the column's shape (``kind``: day first, month first, or reads both
+    ways). Never a cell of the file: a mapping is shared, and its dates are birth dates."""
+    a, b = _EXAMPLES[kind]
+    return f"{a}{sep}{b}{sep}{'2001' if year == '%Y' else '01'}"
 
 
 MONTHS = ("January February March April May June July August September October November December").split()
 
 
-def _spelled(part, day_first: bool) -> str:
-    a, _, b, y = part
+def _spelled(example: str, day_first: bool) -> str:
+    a, b, y = re.split(r"\D", example)
     day, month = (int(a), int(b)) if day_first else (int(b), int(a))
     return f"{day} {MONTHS[month - 1]} {y}"
 
