@@ -96,6 +96,8 @@ def _unguard_array(arr: pa.Array) -> pa.Array:
 
 # ---------------------------------------------------------------- tags
 def _escape_tag(tag: str) -> str:
+    if "\\" not in tag and ";" not in tag and tag.strip() == tag:
+        return tag                      # nearly every tag: nothing to escape
     lead = len(tag) - len(tag.lstrip())
     trail_start = len(tag.rstrip())
     out = []

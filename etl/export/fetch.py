@@ -22,7 +22,7 @@ from ..api.client import PAGE_SIZE
 from ..clock import api_day_before
 from ..config import Settings
 from ..state.snapshots import SnapshotStore, watermark_epoch
-from .frames import FrameBuilder, combine_frames
+from .frames import FrameBuilder, combine_frames, newest_per_client
 from .hooks import ExportHooks
 from .mode import Mode, after_fetch
 from .options import ExportOptions
@@ -162,10 +162,11 @@ def _fetch_resumable(run: Run, store: SnapshotStore, mode: Mode, opts: ExportOpt
         progress.close()
         raise
     builder = FrameBuilder(opts.timezone)
-    builder.add(done.records)
+    builder.add(done.records)                 # streamed from the kept pages, a chunk at a time
     if deleted_records is None:
         deleted_records = done.deleted_records
-    return Fetched(mode, builder.frame(), builder.labels, deleted_records, resumed=done, job=job)
+    return Fetched(mode, newest_per_client(builder.frame()), builder.labels, deleted_records,
+                   resumed=done, job=job)
 
 
 def resume_identity(settings: Settings) -> dict:

@@ -25,8 +25,8 @@ class FrameBuilder:
         for record in records:
             self.buffer.append(record)
             self.count += 1
-        if len(self.buffer) >= FRAME_CHUNK:
-            self._flush()
+            if len(self.buffer) >= FRAME_CHUNK:     # a stream of records is never held whole
+                self._flush()
 
     def _flush(self) -> None:
         if not self.buffer:
@@ -72,6 +72,16 @@ def combine_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
             frame[column] = pd.Series([pd.NA] * len(frame), dtype="object", index=frame.index)
     frame = conform_frame(frame[columns])
     return sort_by_client_id(frame)
+
+
+def newest_per_client(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per ClientId, the last one (``frame`` sorted stably by ClientId, records
+    added oldest first); rows without a ClientId are all kept."""
+    if "ClientId" not in frame.columns or frame.empty:
+        return frame
+    ids = frame["ClientId"]
+    older = (ids.duplicated(keep="last") & ids.notna()).to_numpy()
+    return frame[~older].reset_index(drop=True) if older.any() else frame
 
 
 def sort_by_client_id(frame: pd.DataFrame) -> pd.DataFrame:

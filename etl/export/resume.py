@@ -50,7 +50,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..api.client import PAGE_SIZE
 from ..clock import DAY, api_day_before
@@ -219,6 +219,19 @@ def day_of(epoch: float) -> date:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).date()
 
 
+def newest_per_client(records: Iterable[dict]) -> list[dict]:
+    """The last record of each ClientId (in first-seen order), then those without one."""
+    newest: dict[int, dict] = {}
+    unkeyed = []
+    for record in records:
+        cid = _client_id(record)
+        if cid is None:
+            unkeyed.append(record)
+        else:
+            newest[cid] = record
+    return list(newest.values()) + unkeyed
+
+
 def _client_id(record: dict) -> int | None:
     try:
         return int(record.get("ClientId", record.get("ClientNumber")))
@@ -245,7 +258,7 @@ def _in_part(record: dict, part: Part) -> bool:
 class Resumed:
     """What the job hands the export: the records, and how they were fetched."""
 
-    records: list[dict]
+    records: Iterator[dict]         # read from the kept pages as consumed: before finished()
     deleted_records: list[dict] | None
     runs: int
     requests_before: int            # sent by the earlier runs of this export
@@ -328,7 +341,7 @@ class FullExportJob:
         if include_deleted and deleted_records is None:
             deleted_records = self.run.fetch_deleted()
         self.save()
-        return Resumed(records=self._merge(changed, deleted_records if job.runs > 1 else None),
+        return Resumed(records=self._records(changed, deleted_records if job.runs > 1 else None),
                        deleted_records=deleted_records, runs=job.runs,
                        requests_before=self.requests_before, started=job.started,
                        parts=len(job.parts), caught_up=caught_up)
@@ -441,22 +454,19 @@ class FullExportJob:
                      f"{info['deleted']} deleted since the parts were fetched")
         return info, changed, deleted
 
-    def _merge(self, changed: list[dict], deleted: list[dict] | None) -> list[dict]:
-        """The newest record of each client (kept pages, then the catch-up), deleted dropped."""
-        newest: dict[int, dict] = {}
-        unkeyed = []
+    def _records(self, changed: list[dict], deleted: list[dict] | None) -> Iterator[dict]:
+        """The kept pages' records, then the catch-up's, oldest first, deleted clients left out,
+        read a page at a time (a whole account's records as dicts were most of an export's
+        peak memory). A client listed twice comes twice; the newest is the last
+        (:func:`newest_per_client`)."""
+        gone = {_client_id(r) for r in deleted or []} - {None}
         for _, record in self.store.records(self.key):
-            cid = _client_id(record)
-            if cid is None:
-                unkeyed.append(record)
-            else:
-                newest[cid] = record
+            if _client_id(record) not in gone:
+                yield record
         for record in changed:
             cid = _client_id(record)
-            if cid is not None:
-                newest[cid] = record
-        gone = {_client_id(r) for r in deleted or []}
-        return [r for cid, r in newest.items() if cid not in gone] + unkeyed
+            if cid is not None and cid not in gone:
+                yield record
 
     def finished(self) -> None:
         """The files are written: the progress is no longer needed."""

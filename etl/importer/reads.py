@@ -346,7 +346,7 @@ class ReadThrough:
         (parts that do not shift, a check page, the catch-up: see etl.export.resume)."""
         from ..export.fetch import Run
         from ..export.hooks import ExportHooks
-        from ..export.resume import FullExportJob, ProgressStore, job_key
+        from ..export.resume import FullExportJob, ProgressStore, job_key, newest_per_client
 
         run = Run(self.client, clock=self.clock, hooks=ExportHooks())
         store = ProgressStore.for_settings(self.client.settings)
@@ -354,7 +354,7 @@ class ReadThrough:
                                                  "account": self.kept.account}))
         try:
             job.open([])
-            records = job.fetch(include_deleted=False, expected=None).records
+            records = newest_per_client(job.fetch(include_deleted=False, expected=None).records)
         except BaseException:
             job.save()
             job.close()

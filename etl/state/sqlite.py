@@ -17,9 +17,10 @@ The pragmas, chosen once for all of them:
 * a busy timeout of 30 s: another process holding the write lock is waited for, not an
   error (its transactions last milliseconds).
 * ``wal=True`` (ledger, applied, history: every process of the account shares them, several at
-  once): ``journal_mode=WAL`` lets readers go on while one process writes, and
-  ``synchronous=NORMAL`` is durable across a crash of the process (a ``kill -9``); only a
-  power loss can drop the last transactions, which costs at most a few uncounted requests.
+  once; the export's kept pages, a commit a page): ``journal_mode=WAL`` lets readers go on
+  while one process writes, a commit waits for no fsync, and ``synchronous=NORMAL`` is
+  durable across a crash of the process (a ``kill -9``); only a power loss can drop the last
+  transactions, which costs at most a few uncounted requests (or pages fetched again).
 * ``wal=False`` (checkpoint, diagnoses: one run writes each at a time): the rollback
   journal with ``synchronous=FULL``. The checkpoint lives beside the user's spreadsheet,
   where ``-wal``/``-shm`` files would be litter, and each of its state changes must be on
