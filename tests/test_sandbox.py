@@ -626,3 +626,31 @@ def test_query_cache_follows_mutations(sandbox):
 def test_bad_page_is_400(sandbox):
     r = api(sandbox, "GET", "clients", params={"page": "two"})
     assert r.status_code == 400 and "page" in r.json()["Message"]
+
+
+# ---- connections ------------------------------------------------------------------------------
+
+def test_one_connection_serves_many_requests_and_bodies_never_leak_into_the_next(sandbox):
+    """Keep-alive, as IntakeQ's servers do: a POST's body, a HEAD and a 404 page on one
+    connection each end where they should, so the next request on it reads cleanly."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(sandbox.base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    headers = {"X-Auth-Key": KEY, "Content-Type": "application/json"}
+    record = profile(sandbox, 3)
+    body = json.dumps({**record, "City": "Keepalive"})
+    answers = []
+    for method, path, data in [("POST", "clients", body), ("GET", "clients?search=3&includeProfile=true", None),
+                               ("HEAD", "clients?search=3", None), ("GET", "no-such-page", None),
+                               ("GET", "clients?search=4&includeProfile=true", None)]:
+        conn.request(method, url.path + path, body=data, headers=headers)
+        response = conn.getresponse()
+        answers.append((response.status, response.read(), response.getheader("Connection")))
+    conn.close()
+    assert [a[0] for a in answers] == [200, 200, 200, 200, 200]
+    assert json.loads(answers[1][1])[0]["City"] == "Keepalive"
+    assert answers[2][1] == b"" and b"Page Not Found" in answers[3][1]
+    assert json.loads(answers[4][1])[0]["ClientId"] == 4
+    assert all(a[2] != "close" for a in answers)

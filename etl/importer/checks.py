@@ -106,7 +106,7 @@ def _cells_to_send(items):
     for item in items:
         if isinstance(item, D.RowPlan):
             yield from ((item.row, c.field, c.new) for c in item.changes if not c.derived)
-        elif item.client_id is None or item.base is not None:
+        elif item.values and (item.client_id is None or item.base is not None):
             # A two-way edit of a client (no base) is decided against live: its plan says.
             yield from ((item.row, col, value) for col, value in item.values.items())
 
