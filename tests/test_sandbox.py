@@ -654,3 +654,15 @@ def test_one_connection_serves_many_requests_and_bodies_never_leak_into_the_next
     assert answers[2][1] == b"" and b"Page Not Found" in answers[3][1]
     assert json.loads(answers[4][1])[0]["ClientId"] == 4
     assert all(a[2] != "close" for a in answers)
+
+
+def test_a_stopped_sandbox_answers_nothing_even_on_a_kept_alive_connection():
+    from etl.sandbox import SandboxServer, Store
+
+    server = SandboxServer(Store.seeded(5, seed=1), per_minute=0, per_day=0).start()
+    session = requests.Session()
+    url, headers = server.base_url + "clients", {"X-Auth-Key": server.api_key}
+    assert session.get(url, headers=headers, timeout=10).status_code == 200
+    server.stop()
+    with pytest.raises(requests.ConnectionError):
+        session.get(url, headers=headers, timeout=10)

@@ -25,6 +25,7 @@ import io
 import json
 import math
 import re
+import socket
 import sys
 import threading
 import time
@@ -86,6 +87,17 @@ class _QuietHandler(WSGIRequestHandler):
     """
 
     disable_nagle_algorithm = True     # headers and body are two writes: no 40 ms delayed-ACK stall
+    timeout = 120                      # an idle kept-alive connection is closed after this (seconds)
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:        # stop() closes the connections still open
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
 
     def log_request(self, *args, **kwargs):  # no per-request lines on stderr
         pass
@@ -180,6 +192,7 @@ class SandboxServer:
             return self
         self._server = make_server(self.host, self.port, self, threaded=True,
                                    request_handler=_QuietHandler)
+        self._server.connections, self._server.connections_lock = set(), threading.Lock()
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"intakeq-sandbox:{self.port}", daemon=True)
@@ -191,6 +204,12 @@ class SandboxServer:
             return
         self._server.shutdown()
         self._server.server_close()
+        with self._server.connections_lock:   # kept-alive connections end too: a stopped sandbox answers nothing
+            for conn in list(self._server.connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None
