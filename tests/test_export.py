@@ -804,3 +804,28 @@ def test_parts_planned_from_the_snapshot_fetch_the_account_exactly(sandbox, sett
     queries = [e.query for e in sandbox.requests("GET", "clients")]
     assert any("dateCreatedEnd" in q for q in queries) and any("dateCreatedStart" in q for q in queries)
     pd.testing.assert_frame_equal(result.clients, first.clients)
+
+
+def test_a_client_listed_twice_is_built_from_its_newest_record_only():
+    """A resumed export's catch-up lists a client again: the older copy adds no column and
+    no label (a custom field removed or renamed since), and one row stays."""
+    from etl.export.frames import FrameBuilder
+    from etl.export.resume import feed_newest
+
+    old = {"ClientId": 1, "Name": "A", "CustomFields": [{"FieldId": "a", "Text": "Referral", "Value": "x"},
+                                                        {"FieldId": "b", "Text": "Gone", "Value": "y"}]}
+    other = {"ClientId": 2, "Name": "B", "CustomFields": [{"FieldId": "a", "Text": "Referred by", "Value": "z"}]}
+    new = {"ClientId": 1, "Name": "A2", "CustomFields": [{"FieldId": "a", "Text": "Referred by", "Value": "w"}]}
+    reads = []
+
+    def read():
+        reads.append(1)
+        return iter([old, other, {"Name": "no id"}, new])
+
+    builder = feed_newest(read, lambda: FrameBuilder("UTC"))
+    frame = builder.frame()
+    assert "custom.b" not in frame.columns and builder.labels == {"a": "Referred by"}
+    assert frame["Name"].tolist() == ["A2", "B", "no id"]          # by ClientId, the one without last
+    assert len(reads) == 3                       # a repeat costs two more reads of the kept pages
+    single = feed_newest(lambda: iter([other, new]), lambda: FrameBuilder("UTC"))
+    assert len(single.frame()) == 2

@@ -666,3 +666,20 @@ def test_a_stopped_sandbox_answers_nothing_even_on_a_kept_alive_connection():
     server.stop()
     with pytest.raises(requests.ConnectionError):
         session.get(url, headers=headers, timeout=10)
+
+
+def test_http_1_0_and_a_bad_content_length_get_an_answer_and_a_closed_connection(sandbox):
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(sandbox.base_url)
+    for request in (f"GET {url.path}clients?search=4 HTTP/1.0\r\nX-Auth-Key: {KEY}\r\n"
+                    "Connection: keep-alive\r\n\r\n",
+                    f"GET {url.path}clients?search=4 HTTP/1.1\r\nHost: x\r\nX-Auth-Key: {KEY}\r\n"
+                    "Content-Length: abc\r\n\r\n"):
+        with socket.create_connection((url.hostname, url.port), timeout=5) as conn:
+            conn.sendall(request.encode())
+            answer = b""
+            while chunk := conn.recv(65536):          # the server closes: no wait for a timeout
+                answer += chunk
+        assert answer.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")) and b"Connection: close" in answer

@@ -22,7 +22,7 @@ from ..api.client import PAGE_SIZE
 from ..clock import api_day_before
 from ..config import Settings
 from ..state.snapshots import SnapshotStore, watermark_epoch
-from .frames import FrameBuilder, combine_frames, newest_per_client
+from .frames import FrameBuilder, combine_frames
 from .hooks import ExportHooks
 from .mode import Mode, after_fetch
 from .options import ExportOptions
@@ -145,7 +145,7 @@ def _fetch_resumable(run: Run, store: SnapshotStore, mode: Mode, opts: ExportOpt
                      expected: int | None, deleted_records: list[dict] | None) -> Fetched:
     """The whole account, part by part, every page kept as it arrives: a run stopped by
     the budget, a kill or Ctrl-C is continued by the next one (see etl.export.resume)."""
-    from .resume import FullExportJob, ProgressStore, job_key, part_size
+    from .resume import FullExportJob, ProgressStore, feed_newest, job_key, part_size
 
     progress = ProgressStore.for_settings(run.settings)
     try:
@@ -161,12 +161,11 @@ def _fetch_resumable(run: Run, store: SnapshotStore, mode: Mode, opts: ExportOpt
             job.save()              # the requests this run spent count in requests_total
         progress.close()
         raise
-    builder = FrameBuilder(opts.timezone)
-    builder.add(done.records)                 # streamed from the kept pages, a chunk at a time
+    # streamed from the kept pages, a chunk of frames at a time, each client's newest record
+    builder = feed_newest(done.read_records, lambda: FrameBuilder(opts.timezone))
     if deleted_records is None:
         deleted_records = done.deleted_records
-    return Fetched(mode, newest_per_client(builder.frame()), builder.labels, deleted_records,
-                   resumed=done, job=job)
+    return Fetched(mode, builder.frame(), builder.labels, deleted_records, resumed=done, job=job)
 
 
 def resume_identity(settings: Settings) -> dict:

@@ -74,16 +74,6 @@ def combine_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return sort_by_client_id(frame)
 
 
-def newest_per_client(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per ClientId, the last one (``frame`` sorted stably by ClientId, records
-    added oldest first); rows without a ClientId are all kept."""
-    if "ClientId" not in frame.columns or frame.empty:
-        return frame
-    ids = frame["ClientId"]
-    older = (ids.duplicated(keep="last") & ids.notna()).to_numpy()
-    return frame[~older].reset_index(drop=True) if older.any() else frame
-
-
 def sort_by_client_id(frame: pd.DataFrame) -> pd.DataFrame:
     if "ClientId" not in frame.columns or frame.empty:
         return frame.reset_index(drop=True)

@@ -13,7 +13,8 @@ How it stays exact
   whole account is one part. The last part has no end: it holds every later creation.
   Only deletions (and, in the open part, creations) change a closed range's members.
 * **Every page is kept as it arrives** (SQLite, 0600, in the account's state dir, keyed by
-  the export's options), so a stop loses at most the page in flight.
+  the export's options), so a stop (the budget, a kill, Ctrl-C) loses at most the page in
+  flight; a power loss, at most the last pages committed before it.
 * **A part cut short resumes at its next page.** When today's budget covers the catch-up
   and the rest, the run catches up first: if no client of the part was deleted, created or
   renamed since (the listing is sorted by name, so an edit that keeps the name moves
@@ -50,7 +51,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from ..api.client import PAGE_SIZE
 from ..clock import DAY, api_day_before
@@ -110,6 +111,9 @@ class Job:
         return all(p.done for p in self.parts)
 
 
+B = TypeVar("B")
+
+
 def job_key(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -119,7 +123,9 @@ class ProgressStore:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._conn = open_private_db(self.path, wal=False, schema=_SCHEMA)   # one run writes it at a time
+        # WAL, synchronous=NORMAL: a page's commit waits for no fsync, and survives a killed
+        # process all the same (etl.state.sqlite); one run writes it at a time.
+        self._conn = open_private_db(self.path, wal=True, schema=_SCHEMA)
 
     @classmethod
     def for_settings(cls, settings) -> "ProgressStore":
@@ -219,6 +225,39 @@ def day_of(epoch: float) -> date:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).date()
 
 
+def feed_newest(read: Callable[[], Iterable[dict]], new_builder: Callable[[], B]) -> B:
+    """A builder (``new_builder()``, with ``add(records)``) fed the newest record of each
+    client that ``read()`` yields (the last one), and every record without a ClientId, as
+    a stream: what :func:`newest_per_client` returns, without holding the records.
+
+    Usually no client repeats: one pass, holding only the ids seen. When one does (a catch-up
+    after a resumed run, a client that moved across pages), the builder is started again
+    and ``read()`` is read twice more: once for each client's last position, once to feed
+    only those (a superseded copy would add its custom fields and labels to the export).
+    """
+    repeated: list[bool] = []
+
+    def until_repeated(records):
+        seen: set[int] = set()
+        for record in records:
+            cid = _client_id(record)
+            if cid is not None:
+                if cid in seen:
+                    repeated.append(True)
+                    return
+                seen.add(cid)
+            yield record
+
+    builder = new_builder()
+    builder.add(until_repeated(read()))
+    if not repeated:
+        return builder
+    last = {cid: i for i, record in enumerate(read()) if (cid := _client_id(record)) is not None}
+    builder = new_builder()
+    builder.add(record for i, record in enumerate(read()) if last.get(_client_id(record), i) == i)
+    return builder
+
+
 def newest_per_client(records: Iterable[dict]) -> list[dict]:
     """The last record of each ClientId (in first-seen order), then those without one."""
     newest: dict[int, dict] = {}
@@ -258,7 +297,7 @@ def _in_part(record: dict, part: Part) -> bool:
 class Resumed:
     """What the job hands the export: the records, and how they were fetched."""
 
-    records: Iterator[dict]         # read from the kept pages as consumed: before finished()
+    read_records: Callable[[], Iterator[dict]]   # each call reads the kept pages afresh: before finished()
     deleted_records: list[dict] | None
     runs: int
     requests_before: int            # sent by the earlier runs of this export
@@ -341,7 +380,8 @@ class FullExportJob:
         if include_deleted and deleted_records is None:
             deleted_records = self.run.fetch_deleted()
         self.save()
-        return Resumed(records=self._records(changed, deleted_records if job.runs > 1 else None),
+        gone = deleted_records if job.runs > 1 else None
+        return Resumed(read_records=lambda: self._records(changed, gone),
                        deleted_records=deleted_records, runs=job.runs,
                        requests_before=self.requests_before, started=job.started,
                        parts=len(job.parts), caught_up=caught_up)
@@ -458,7 +498,7 @@ class FullExportJob:
         """The kept pages' records, then the catch-up's, oldest first, deleted clients left out,
         read a page at a time (a whole account's records as dicts were most of an export's
         peak memory). A client listed twice comes twice; the newest is the last
-        (:func:`newest_per_client`)."""
+        (:func:`feed_newest`)."""
         gone = {_client_id(r) for r in deleted or []} - {None}
         for _, record in self.store.records(self.key):
             if _client_id(record) not in gone:

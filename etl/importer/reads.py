@@ -354,7 +354,7 @@ class ReadThrough:
                                                  "account": self.kept.account}))
         try:
             job.open([])
-            records = newest_per_client(job.fetch(include_deleted=False, expected=None).records)
+            records = newest_per_client(job.fetch(include_deleted=False, expected=None).read_records())
         except BaseException:
             job.save()
             job.close()

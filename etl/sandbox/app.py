@@ -104,10 +104,15 @@ class _QuietHandler(WSGIRequestHandler):
 
     def run_wsgi(self) -> None:
         environ = self.make_environ()
+        if self.request_version != "HTTP/1.1":
+            self.close_connection = True                  # HTTP/1.0 keep-alive is not offered
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True                  # werkzeug reads it; no keep-alive
         else:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:                            # as werkzeug: no body, and no keep-alive
+                length, self.close_connection = 0, True
             environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
         started: list = []
 
