@@ -147,6 +147,7 @@ def test_an_undo_killed_with_sigkill_and_run_again_reaches_the_same_state(sandbo
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
+    assert sandbox.wait_idle()          # its last write may still be in write_latency: logged after
     assert proc.returncode == -signal.SIGKILL and writes_so_far(sandbox) > start    # killed mid-run
     sandbox.configure(faults=Faults())
 
@@ -174,6 +175,7 @@ def test_an_import_killed_mid_run_is_undoable(sandbox, run_cli, cli_env, tmp_pat
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
+    assert sandbox.wait_idle()
     assert proc.returncode == -signal.SIGKILL
     sandbox.configure(faults=Faults())
     assert any(without_update_stamp(sandbox.store.clients[cid]) != without_update_stamp(r)

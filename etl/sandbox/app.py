@@ -185,6 +185,8 @@ class SandboxServer:
         self._api_requests = 0
         self._server = None
         self._thread: threading.Thread | None = None
+        self._busy = 0                           # requests being answered (wait_idle)
+        self._idle = threading.Condition()
 
     # ---- lifecycle -----------------------------------------------------------------------
     @property
@@ -227,7 +229,9 @@ class SandboxServer:
 
     # ---- test and operator controls --------------------------------------------------------
     def reset(self, *, n_clients: int = 20, seed: int = 1) -> None:
-        """A fresh seeded account; log cleared; limits, forced 429s and faults off."""
+        """A fresh seeded account; log cleared; limits, forced 429s and faults off. Requests
+        still being answered (a killed client's) finish first, so none lands in the new log."""
+        self.wait_idle()
         store = Store.seeded(n_clients, seed, clock=self.clock, state_path=self.state_path)
         store.persist()
         with self._lock:
@@ -285,14 +289,27 @@ class SandboxServer:
     def __call__(self, environ, start_response):
         received = self.clock.time()
         request = Request(environ)
+        with self._idle:
+            self._busy += 1
         try:
-            response = self._dispatch(request, received)
-        except Exception:  # a sandbox bug: say so loudly, answer 500
-            traceback.print_exc(file=sys.stderr)
-            response = _json({"Message": "An error has occurred."}, 500)
-        self.log.append(LogEntry(request.method, request.path, dict(request.args.items()),
-                                 response.status_code, received))
+            try:
+                response = self._dispatch(request, received)
+            except Exception:  # a sandbox bug: say so loudly, answer 500
+                traceback.print_exc(file=sys.stderr)
+                response = _json({"Message": "An error has occurred."}, 500)
+            self.log.append(LogEntry(request.method, request.path, dict(request.args.items()),
+                                     response.status_code, received))
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
         return response(environ, start_response)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is being answered (a killed client's last one may still be
+        in its ``write_latency``): then ``log`` holds every request received so far."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def _dispatch(self, request: Request, received: float) -> Response:
         route = _route(request.method, request.path)
