@@ -420,3 +420,17 @@ def test_normalized_custom_dates_still_see_real_changes():
     assert normalized("custom.FirstVisitDate", "7/2/2026") != normalized("custom.FirstVisitDate", "2026-07-01")
     assert normalized("custom.sotc", "13/45/2026") == "13/45/2026"      # not a date: text as is
     assert normalized("FirstName", "7/1/2026") == "7/1/2026"             # only custom fields
+
+
+def test_one_cell_is_normalised_as_its_column_would_be():
+    """normalized() of a text cell takes a Python path (_comparable_cell); it must agree with
+    the Arrow path the diff uses for whole columns."""
+    import pyarrow as pa
+
+    from etl.codec.text import _comparable_cell, _comparable_text
+
+    for column, cell in [("Phone", "+1 555"), ("Phone", "++1"), ("Phone", "+"), ("Address", "a\r\nb\rc"),
+                         ("custom.sotc", "7/1/2026"), ("custom.sotc", "x\r\ny"), ("Name", "Bob"),
+                         ("custom.sotc", "2026-07-01 00:00:00"), ("MobilePhone", "+44 20")]:
+        whole = _comparable_text(column, pa.array([cell], pa.string()))[0].as_py()
+        assert _comparable_cell(column, cell, "month-first") == whole, (column, cell)

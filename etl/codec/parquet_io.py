@@ -20,7 +20,7 @@ from .export_id import KEY, parquet_metadata
 from .files import check_header, write_kind
 from .model import Problem, Table
 from .records import ms_to_instants
-from .text import arrow_strings, coerce_column, kind_for, object_array, string_series
+from .text import arrow_strings, coerce_column, kind_for, object_array, string_series, utc_ms
 
 ARROW_TYPES = {
     "int": pa.int64(),
@@ -48,8 +48,7 @@ def _arrow_column(series: pd.Series, kind: str) -> pa.Array:
         return pc.cast(pc.cast(days, pa.timestamp("s")), pa.date32())
     if kind == "instant":
         s = pd.to_datetime(series, utc=True)
-        ms = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
-        return pa.array(ms, pa.timestamp("ms"), mask=s.isna().to_numpy()).cast(ARROW_TYPES["instant"])
+        return pa.array(utc_ms(s), pa.timestamp("ms"), mask=s.isna().to_numpy()).cast(ARROW_TYPES["instant"])
     if kind == "tags":
         values = [list(v) if isinstance(v, (list, tuple, np.ndarray)) else [] for v in series.tolist()]
         return pa.array(values, pa.list_(pa.string()))

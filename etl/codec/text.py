@@ -236,10 +236,17 @@ def parse_linked(cell) -> list[dict]:
 
 
 # ---------------------------------------------------------------- writing
+def utc_ms(series: pd.Series) -> np.ndarray:
+    """An instant column as naive UTC ``datetime64[ms]`` (floored, as files hold them; NaT
+    stays NaT), without a Timestamp object a cell."""
+    s = series if isinstance(series.dtype, pd.DatetimeTZDtype) else pd.to_datetime(series, utc=True)
+    return s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
+
+
 def format_instants(series: pd.Series) -> np.ndarray:
     """datetime64 UTC → ``2025-04-12T04:38:06.643Z`` ("" for NaT)."""
     s = pd.to_datetime(series, utc=True)
-    values = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
+    values = utc_ms(s)
     out = np.char.add(np.datetime_as_string(values, unit="ms").astype(object), "Z")
     out = out.astype(object)
     out[pd.isna(s).to_numpy()] = ""

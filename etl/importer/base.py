@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..codec.text import utc_ms
 from ..errors import ConfigError, ValidationFailed
 from ..state.snapshots import SnapshotStore, watermark_epoch
 from . import diff as D
@@ -233,16 +234,10 @@ def _rows_older_than_base(frame: pd.DataFrame | None, base: pd.DataFrame | None)
         return 0
     ok = (frame["ClientId"].notna() & frame[column].notna()).to_numpy()
     theirs_ok = base["ClientId"].notna().to_numpy()
-    theirs = pd.Series(_utc_moments(base[column])[theirs_ok],
+    theirs = pd.Series(utc_ms(base[column])[theirs_ok],
                        index=base["ClientId"][theirs_ok].astype("int64").to_numpy())
     exported = theirs.reindex(frame["ClientId"][ok].astype("int64").to_numpy()).to_numpy()
-    mine = _utc_moments(frame[column])[ok]
+    mine = utc_ms(frame[column])[ok]
     both = ~np.isnat(exported) & ~np.isnat(mine)
     return int((mine[both] < exported[both]).sum())
 
-
-def _utc_moments(series: pd.Series) -> np.ndarray:
-    """An instant column as naive UTC ``datetime64`` (not one Timestamp object a cell)."""
-    if not isinstance(series.dtype, pd.DatetimeTZDtype):
-        series = pd.to_datetime(series, utc=True)
-    return series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from .. import fields as F
 from ..codec import damage as DMG
 from ..codec import normalized, normalized_frame, to_api_value
-from ..codec.text import MONTH_FIRST, comparable_of_trimmed, trimmed_text
+from ..codec.text import MONTH_FIRST, comparable_of_trimmed, trimmed_text, utc_ms
 from .matching import MatchIndex, created_earlier, fold, plain
 
 BLANK_KEEP, BLANK_CLEAR = "keep", "clear"
@@ -878,8 +878,7 @@ def _instants_differ(file_col: pd.Series, base_col: pd.Series, blank: str) -> np
 
 def _epoch_ms(series: pd.Series) -> np.ndarray:
     """Whole milliseconds since the epoch, floored like ``clock.iso_ms``; NaN for NaT."""
-    ms = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
-    out = ms.astype("int64").astype("float64")
+    out = utc_ms(series).astype("int64").astype("float64")
     out[pd.isna(series).to_numpy()] = np.nan
     return out
 
